@@ -1,0 +1,629 @@
+//! The Raft ready loop: one thread owns the raft-rs `RawNode`, the WAL and
+//! the state machine's apply, and talks to everything else via its inbox.
+//!
+//! Per iteration: take every queued message and proposal (so many client
+//! writes share one batch and one fsync), tick on schedule, then handle one
+//! `Ready`: send the leader's messages while appending the same entries to the
+//! WAL, `fdatasync`, send the messages that had to wait for persistence, and
+//! apply committed entries in log order.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use protobuf::Message as _;
+use raft::eraftpb::{
+    ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, Snapshot, SnapshotMetadata,
+};
+use raft::storage::MemStorage;
+use raft::{GetEntriesContext, RaftState, RawNode, SnapshotStatus, StateRole, Storage};
+use tokio::sync::oneshot;
+
+use crate::transport::Transport;
+use crate::wal::{Wal, WalError};
+
+/// How many entries to keep in memory below a snapshot, so a follower that
+/// is only a little behind catches up from the log rather than a snapshot.
+const CATCH_UP_ENTRIES: u64 = 5000;
+/// At most this many inbox messages per loop turn, so ticks stay on time.
+const MAX_INBOX_PER_TURN: usize = 8192;
+
+/// Why a request to the Raft node failed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum NodeError {
+    #[error("no leader")]
+    NoLeader,
+    #[error("leader changed")]
+    LeaderChanged,
+    #[error("raft node stopped")]
+    Stopped,
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// One committed entry handed to the state machine; conf-change entries carry
+/// the configuration Raft switched to (None if Raft rejected the change).
+pub struct Committed {
+    pub entry: Entry,
+    pub conf_state: Option<ConfState>,
+}
+
+/// The replicated state machine, driven from the Raft thread.
+pub trait StateMachine: Send + 'static {
+    /// Applies committed entries in log order, atomically with their index.
+    fn apply(&mut self, entries: Vec<Committed>) -> Result<(), String>;
+    /// Makes everything applied durable; returns the durable applied index.
+    fn flush(&mut self) -> Result<u64, String>;
+    /// Replaces the whole state with a snapshot from the leader (durably).
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<(), String>;
+}
+
+/// Produces a full snapshot (data plus index, term and conf state) of the
+/// state machine as of its applied index, for a follower too far behind.
+pub trait SnapshotSource: Send + Sync + 'static {
+    fn snapshot(&self) -> Result<Snapshot, String>;
+}
+
+pub(crate) enum Msg {
+    Step(Box<Message>),
+    Propose {
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    },
+    ProposeConfChange {
+        cc: ConfChangeV2,
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    },
+    ReadIndex(oneshot::Sender<Result<u64, NodeError>>),
+    Unreachable(u64),
+    SnapshotStatus(u64, bool),
+    TransferLeader(u64),
+    Stop,
+}
+
+/// The sending side of the Raft thread's inbox.
+#[derive(Clone)]
+pub struct Inbox(mpsc::Sender<Msg>);
+
+/// The receiving side, handed to [`Node::start`].
+pub struct InboxReceiver(mpsc::Receiver<Msg>);
+
+/// Creates the inbox first, so the transport can hold a sender before the
+/// node exists.
+pub fn inbox() -> (Inbox, InboxReceiver) {
+    let (tx, rx) = mpsc::channel();
+    (Inbox(tx), InboxReceiver(rx))
+}
+
+impl Inbox {
+    fn send(&self, m: Msg) -> bool {
+        self.0.send(m).is_ok()
+    }
+    pub(crate) fn step(&self, m: Message) {
+        self.send(Msg::Step(Box::new(m)));
+    }
+    pub(crate) fn unreachable(&self, to: u64, snapshot: bool) {
+        self.send(Msg::Unreachable(to));
+        if snapshot {
+            self.send(Msg::SnapshotStatus(to, false));
+        }
+    }
+    pub(crate) fn snapshot_status(&self, to: u64, ok: bool) {
+        self.send(Msg::SnapshotStatus(to, ok));
+    }
+}
+
+/// What a member knows of Raft right now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub id: u64,
+    pub leader_id: u64,
+    pub term: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    /// The index of the last entry in the log (etcd's `raftIndex`).
+    pub last_index: u64,
+    pub is_leader: bool,
+}
+
+/// Static settings of the Raft node.
+pub struct NodeConfig {
+    pub id: u64,
+    /// One tick; etcd's `--heartbeat-interval`.
+    pub tick: Duration,
+    /// Ticks per election timeout (`--election-timeout / --heartbeat-interval`).
+    pub election_ticks: usize,
+    pub pre_vote: bool,
+    /// `--snapshot-count`: applied entries between snapshots.
+    pub snapshot_count: u64,
+    pub wal_dir: PathBuf,
+    /// The state machine's applied index and its term (where replay resumes).
+    pub applied: u64,
+    pub applied_term: u64,
+    /// The configuration as of `applied` (from the state machine).
+    pub conf_state: ConfState,
+}
+
+/// A handle to the Raft node for the rest of the server.
+#[derive(Clone)]
+pub struct NodeHandle {
+    inbox: Inbox,
+    status: Arc<RwLock<NodeStatus>>,
+}
+
+impl NodeHandle {
+    /// Proposes a normal entry. Ok means Raft accepted it for replication;
+    /// its outcome is known when it is applied.
+    pub async fn propose(&self, data: Vec<u8>) -> Result<(), NodeError> {
+        let (reply, rx) = oneshot::channel();
+        if !self.inbox.send(Msg::Propose { data, reply }) {
+            return Err(NodeError::Stopped);
+        }
+        rx.await.unwrap_or(Err(NodeError::Stopped))
+    }
+
+    /// Proposes a configuration change.
+    pub async fn propose_conf_change(&self, cc: ConfChangeV2) -> Result<(), NodeError> {
+        let (reply, rx) = oneshot::channel();
+        if !self.inbox.send(Msg::ProposeConfChange { cc, reply }) {
+            return Err(NodeError::Stopped);
+        }
+        rx.await.unwrap_or(Err(NodeError::Stopped))
+    }
+
+    /// Asks the leader for a read index (concurrent callers share one round).
+    /// The caller then waits until the applied index reaches it.
+    pub async fn read_index(&self) -> Result<u64, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        if !self.inbox.send(Msg::ReadIndex(reply)) {
+            return Err(NodeError::Stopped);
+        }
+        rx.await.unwrap_or(Err(NodeError::LeaderChanged))
+    }
+
+    /// Starts a leader transfer to `to` (leader only).
+    pub fn transfer_leader(&self, to: u64) {
+        self.inbox.send(Msg::TransferLeader(to));
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        self.status.read().unwrap().clone()
+    }
+}
+
+/// The running Raft node; dropping it does not stop it, [`Node::stop`] does.
+pub struct Node {
+    handle: NodeHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Node {
+    /// Replays the WAL, builds the raft-rs node and starts the ready loop.
+    pub fn start(
+        cfg: NodeConfig,
+        inbox: Inbox,
+        rx: InboxReceiver,
+        sm: Box<dyn StateMachine>,
+        snapshots: Arc<dyn SnapshotSource>,
+        transport: Arc<Transport>,
+    ) -> Result<Node, String> {
+        let (wal, rec) = Wal::open(&cfg.wal_dir).map_err(|e| e.to_string())?;
+        let mem = MemStorage::new();
+        let mut last_snapshot = 0;
+        {
+            let mut core = mem.wl();
+            if let Some(meta) = rec.snapshot {
+                last_snapshot = meta.index;
+                let mut s = Snapshot::default();
+                s.set_metadata(meta);
+                core.apply_snapshot(s).map_err(|e| e.to_string())?;
+            }
+            core.append(&rec.entries).map_err(|e| e.to_string())?;
+            let last = rec
+                .entries
+                .last()
+                .map_or(last_snapshot, |e| e.index);
+            if cfg.applied > last {
+                // The state machine is ahead of the WAL (it installed a
+                // snapshot just before a crash): start from its state.
+                let mut s = Snapshot::default();
+                let m = s.mut_metadata();
+                m.index = cfg.applied;
+                m.term = cfg.applied_term;
+                core.apply_snapshot(s).map_err(|e| e.to_string())?;
+                last_snapshot = cfg.applied;
+            }
+            let mut hs = rec.hard_state;
+            hs.commit = hs.commit.max(cfg.applied);
+            hs.term = hs.term.max(cfg.applied_term);
+            core.set_hardstate(hs);
+            core.set_conf_state(cfg.conf_state.clone());
+        }
+        tracing::info!(
+            wal_dir = %cfg.wal_dir.display(),
+            entries = rec_len(&mem),
+            applied = cfg.applied,
+            "replayed WAL"
+        );
+        let storage = RaftStorage { mem, snapshots };
+        let raft_cfg = raft::Config {
+            id: cfg.id,
+            election_tick: cfg.election_ticks,
+            heartbeat_tick: 1,
+            applied: cfg.applied,
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 512,
+            check_quorum: true,
+            pre_vote: cfg.pre_vote,
+            ..Default::default()
+        };
+        raft_cfg.validate().map_err(|e| e.to_string())?;
+        let logger = crate::logger::raft_logger();
+        let raw = RawNode::new(&raft_cfg, storage, &logger).map_err(|e| e.to_string())?;
+        let status = Arc::new(RwLock::new(NodeStatus {
+            id: cfg.id,
+            applied_index: cfg.applied,
+            ..Default::default()
+        }));
+        let handle = NodeHandle {
+            inbox,
+            status: status.clone(),
+        };
+        let lp = ReadyLoop {
+            raw,
+            wal,
+            sm,
+            transport,
+            status,
+            tick: cfg.tick,
+            snapshot_count: cfg.snapshot_count.max(1),
+            last_snapshot,
+            applied: cfg.applied,
+            read_batch: Vec::new(),
+            pending_reads: HashMap::new(),
+            next_read_ctx: 1,
+            leader: 0,
+        };
+        lp.publish_status();
+        let thread = std::thread::Builder::new()
+            .name("raft".into())
+            .spawn(move || lp.run(rx.0))
+            .map_err(|e| e.to_string())?;
+        Ok(Node {
+            handle,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn handle(&self) -> NodeHandle {
+        self.handle.clone()
+    }
+
+    /// Stops the loop after the current turn and waits for it.
+    pub fn stop(&mut self) {
+        self.handle.inbox.send(Msg::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Whether the loop is still running (it stops itself on a fatal error).
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+}
+
+fn rec_len(mem: &MemStorage) -> u64 {
+    let first = mem.first_index().unwrap_or(1);
+    let last = mem.last_index().unwrap_or(0);
+    (last + 1).saturating_sub(first)
+}
+
+/// raft-rs storage: the in-memory log (rebuilt from the WAL) plus snapshots
+/// produced from the state machine on demand.
+struct RaftStorage {
+    mem: MemStorage,
+    snapshots: Arc<dyn SnapshotSource>,
+}
+
+impl Storage for RaftStorage {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        self.mem.initial_state()
+    }
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        self.mem.entries(low, high, max_size, context)
+    }
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        self.mem.term(idx)
+    }
+    fn first_index(&self) -> raft::Result<u64> {
+        self.mem.first_index()
+    }
+    fn last_index(&self) -> raft::Result<u64> {
+        self.mem.last_index()
+    }
+    fn snapshot(&self, _request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        let snap = self.snapshots.snapshot().map_err(|e| {
+            tracing::error!(error = %e, to = %format!("{to:x}"), "creating snapshot failed");
+            raft::Error::Store(raft::StorageError::SnapshotTemporarilyUnavailable)
+        })?;
+        tracing::info!(
+            index = snap.get_metadata().index,
+            bytes = snap.data.len(),
+            to = %format!("{to:x}"),
+            "sending snapshot"
+        );
+        Ok(snap)
+    }
+}
+
+struct ReadyLoop {
+    raw: RawNode<RaftStorage>,
+    wal: Wal,
+    sm: Box<dyn StateMachine>,
+    transport: Arc<Transport>,
+    status: Arc<RwLock<NodeStatus>>,
+    tick: Duration,
+    snapshot_count: u64,
+    last_snapshot: u64,
+    applied: u64,
+    /// Read requests that arrived this turn; they share one ReadIndex round.
+    read_batch: Vec<oneshot::Sender<Result<u64, NodeError>>>,
+    pending_reads: HashMap<u64, Vec<oneshot::Sender<Result<u64, NodeError>>>>,
+    next_read_ctx: u64,
+    leader: u64,
+}
+
+impl ReadyLoop {
+    fn run(mut self, rx: mpsc::Receiver<Msg>) {
+        let mut next_tick = Instant::now() + self.tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            let first = match rx.recv_timeout(wait) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let mut batch = first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok()));
+            for m in batch.by_ref().take(MAX_INBOX_PER_TURN) {
+                if matches!(m, Msg::Stop) {
+                    tracing::info!("raft loop stopping");
+                    return;
+                }
+                self.handle(m);
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.raw.tick();
+                next_tick += self.tick;
+                if next_tick < now {
+                    next_tick = now + self.tick;
+                }
+            }
+            if !self.read_batch.is_empty() {
+                let ctx = self.next_read_ctx;
+                self.next_read_ctx += 1;
+                self.raw.read_index(ctx.to_be_bytes().to_vec());
+                self.pending_reads
+                    .insert(ctx, std::mem::take(&mut self.read_batch));
+            }
+            if let Err(e) = self.on_ready().and_then(|()| self.maybe_snapshot()) {
+                // Like etcd, a member that cannot persist stops rather than
+                // risk acknowledging what it did not write.
+                tracing::error!(error = %e, "raft loop failed; member stops");
+                return;
+            }
+        }
+    }
+
+    fn handle(&mut self, m: Msg) {
+        match m {
+            Msg::Step(m) => {
+                if let Err(e) = self.raw.step(*m) {
+                    tracing::debug!(error = %e, "raft step");
+                }
+            }
+            Msg::Propose { data, reply } => {
+                let r = self.raw.propose(Vec::new(), data).map_err(|e| self.map_err(e));
+                let _ = reply.send(r);
+            }
+            Msg::ProposeConfChange { cc, reply } => {
+                let r = self
+                    .raw
+                    .propose_conf_change(Vec::new(), cc)
+                    .map_err(|e| self.map_err(e));
+                let _ = reply.send(r);
+            }
+            Msg::ReadIndex(reply) => {
+                if self.leader == 0 {
+                    let _ = reply.send(Err(NodeError::NoLeader));
+                } else {
+                    self.read_batch.push(reply);
+                }
+            }
+            Msg::Unreachable(to) => self.raw.report_unreachable(to),
+            Msg::SnapshotStatus(to, ok) => {
+                let st = if ok {
+                    SnapshotStatus::Finish
+                } else {
+                    SnapshotStatus::Failure
+                };
+                self.raw.report_snapshot(to, st);
+            }
+            Msg::TransferLeader(to) => self.raw.transfer_leader(to),
+            Msg::Stop => {}
+        }
+    }
+
+    fn map_err(&self, e: raft::Error) -> NodeError {
+        match e {
+            raft::Error::ProposalDropped if self.leader == 0 => NodeError::NoLeader,
+            raft::Error::ProposalDropped => NodeError::LeaderChanged,
+            e => NodeError::Raft(e.to_string()),
+        }
+    }
+
+    fn on_ready(&mut self) -> Result<(), String> {
+        if !self.raw.has_ready() {
+            return Ok(());
+        }
+        let mut rd = self.raw.ready();
+        if let Some(ss) = rd.ss() {
+            if ss.leader_id != self.leader {
+                tracing::info!(
+                    leader = %format!("{:x}", ss.leader_id),
+                    role = ?ss.raft_state,
+                    "raft leader changed"
+                );
+                self.leader = ss.leader_id;
+                // Read requests in flight were for the old leader.
+                for (_, waiters) in self.pending_reads.drain() {
+                    for w in waiters {
+                        let _ = w.send(Err(NodeError::LeaderChanged));
+                    }
+                }
+            }
+        }
+        self.transport.send(rd.take_messages());
+        if !rd.snapshot().is_empty() {
+            let snap = rd.snapshot().clone();
+            let meta = snap.get_metadata().clone();
+            tracing::info!(index = meta.index, term = meta.term, "applying snapshot from leader");
+            self.sm.restore(&snap)?;
+            self.raw
+                .mut_store()
+                .mem
+                .wl()
+                .apply_snapshot(snap)
+                .map_err(|e| e.to_string())?;
+            self.wal.save_snapshot(&meta);
+            self.applied = meta.index;
+            self.last_snapshot = meta.index;
+        }
+        self.apply(rd.take_committed_entries())?;
+        if !rd.entries().is_empty() {
+            self.wal.append_entries(rd.entries());
+            self.raw
+                .mut_store()
+                .mem
+                .wl()
+                .append(rd.entries())
+                .map_err(|e| e.to_string())?;
+        }
+        if let Some(hs) = rd.hs() {
+            self.wal.set_hard_state(hs);
+            self.raw.mut_store().mem.wl().set_hardstate(hs.clone());
+        }
+        for rs in rd.take_read_states() {
+            let ctx = rs
+                .request_ctx
+                .as_slice()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            for w in self.pending_reads.remove(&ctx).unwrap_or_default() {
+                let _ = w.send(Ok(rs.index));
+            }
+        }
+        self.wal.sync().map_err(|e: WalError| e.to_string())?;
+        self.transport.send(rd.take_persisted_messages());
+        let mut light = self.raw.advance(rd);
+        if let Some(commit) = light.commit_index() {
+            self.raw.mut_store().mem.wl().mut_hard_state().commit = commit;
+        }
+        self.transport.send(light.take_messages());
+        self.apply(light.take_committed_entries())?;
+        self.raw.advance_apply();
+        self.publish_status();
+        Ok(())
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<(), String> {
+        let Some(last) = entries.last().map(|e| e.index) else {
+            return Ok(());
+        };
+        let mut batch = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let conf_state = match entry.get_entry_type() {
+                EntryType::EntryNormal => None,
+                EntryType::EntryConfChange => {
+                    let cc = ConfChange::parse_from_bytes(&entry.data).map_err(|e| e.to_string())?;
+                    self.apply_conf_change(&cc)
+                }
+                EntryType::EntryConfChangeV2 => {
+                    let cc =
+                        ConfChangeV2::parse_from_bytes(&entry.data).map_err(|e| e.to_string())?;
+                    self.apply_conf_change(&cc)
+                }
+            };
+            batch.push(Committed { entry, conf_state });
+        }
+        self.sm.apply(batch)?;
+        self.applied = last;
+        Ok(())
+    }
+
+    fn apply_conf_change(&mut self, cc: &impl raft_proto::ConfChangeI) -> Option<ConfState> {
+        match self.raw.apply_conf_change(cc) {
+            Ok(cs) => {
+                self.raw.mut_store().mem.wl().set_conf_state(cs.clone());
+                Some(cs)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "conf change rejected by raft");
+                None
+            }
+        }
+    }
+
+    /// Every `--snapshot-count` applied entries: make the state machine
+    /// durable, mark the snapshot in the WAL, drop old log entries from
+    /// memory and release WAL segments below it.
+    fn maybe_snapshot(&mut self) -> Result<(), String> {
+        if self.applied < self.last_snapshot + self.snapshot_count {
+            return Ok(());
+        }
+        let durable = self.sm.flush()?;
+        let store = &self.raw.store().mem;
+        let term = store.term(durable).map_err(|e| e.to_string())?;
+        let mut meta = SnapshotMetadata::default();
+        meta.index = durable;
+        meta.term = term;
+        meta.set_conf_state(store.initial_state().map_err(|e| e.to_string())?.conf_state);
+        let keep = CATCH_UP_ENTRIES.min(self.snapshot_count);
+        let compact_to = durable.saturating_sub(keep).max(1);
+        store.wl().compact(compact_to).map_err(|e| e.to_string())?;
+        self.wal.save_snapshot(&meta);
+        self.wal.sync().map_err(|e| e.to_string())?;
+        self.wal.release_to(durable).map_err(|e| e.to_string())?;
+        tracing::info!(index = durable, compacted_to = compact_to, "saved snapshot");
+        self.last_snapshot = durable;
+        Ok(())
+    }
+
+    fn publish_status(&self) {
+        let raft = &self.raw.raft;
+        let st = NodeStatus {
+            id: raft.id,
+            leader_id: raft.leader_id,
+            term: raft.term,
+            commit_index: raft.raft_log.committed,
+            applied_index: self.applied,
+            last_index: raft.raft_log.last_index(),
+            is_leader: raft.state == StateRole::Leader,
+        };
+        let mut cur = self.status.write().unwrap();
+        if *cur != st {
+            *cur = st;
+        }
+    }
+}
