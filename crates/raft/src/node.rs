@@ -397,6 +397,9 @@ impl ReadyLoop {
             for m in batch.by_ref().take(MAX_INBOX_PER_TURN) {
                 if matches!(m, Msg::Stop) {
                     tracing::info!("raft loop stopping");
+                    if let Err(e) = self.sm.flush() {
+                        tracing::error!(error = %e, "flushing applied state on stop failed");
+                    }
                     return;
                 }
                 self.handle(m);

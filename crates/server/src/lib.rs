@@ -1,1 +1,21 @@
+//! A rustcd member: the apply path (the one place replicated state changes),
+//! linearizable reads via ReadIndex, and etcd's gRPC services.
+//!
+//! ```text
+//! gRPC services ──propose──▶ Raft (rustcd-raft) ──committed──▶ apply ──▶ mvcc
+//!       └───────read index──▶ wait applied ──▶ mvcc read txn
+//! ```
+
+mod apply;
 pub mod config;
+mod core;
+mod error;
+mod member;
+pub mod membership;
+mod service;
+mod txn;
+
+pub use config::ServerConfig;
+pub use error::ServerError;
+pub use member::{Member, StartError};
+pub use service::maintenance::ETCD_VERSION;

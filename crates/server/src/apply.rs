@@ -1,0 +1,318 @@
+//! Apply: the ONE place replicated state changes. Runs on the Raft thread,
+//! one redb transaction per batch of committed entries, with the applied
+//! index stored in that same transaction, so after a crash an entry is
+//! either fully applied or re-applied from the WAL, never half or twice.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prost::Message as _;
+use protobuf::Message as _;
+use rustcd_mvcc::{ReadTxn, Store, TxnWrite, WriteBatch};
+use rustcd_proto::etcdserverpb::{
+    CompactionResponse, DeleteRangeResponse, PutResponse, RangeRequest, RangeResponse,
+    ResponseHeader, TxnResponse,
+};
+use rustcd_proto::mvccpb::KeyValue;
+use rustcd_proto::rustcdpb::internal_raft_request::Request;
+use rustcd_proto::rustcdpb::{InternalRaftRequest, Member, PublishAttributes};
+use rustcd_raft::eraftpb::{ConfChange, ConfChangeType, ConfChangeV2, ConfState, EntryType};
+use rustcd_raft::{Committed, StateMachine};
+
+use crate::core::Shared;
+use crate::error::ServerError;
+use crate::txn::{self, KvView};
+
+/// Meta keys the server keeps in the store (replicated with the data).
+pub(crate) const META_MEMBERS: &str = "members";
+pub(crate) const META_CONF_STATE: &str = "conf_state";
+pub(crate) const META_CLUSTER_ID: &str = "cluster_id";
+
+/// How often apply makes its redb commits durable even without a snapshot;
+/// bounds how much of the WAL a restart replays.
+const DURABLE_EVERY: Duration = Duration::from_secs(5);
+
+/// What applying one request produced, handed to its waiter.
+#[derive(Debug)]
+pub(crate) enum Applied {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compaction(CompactionResponse),
+    Empty,
+}
+
+pub(crate) struct Applier {
+    shared: Arc<Shared>,
+    last_durable: Instant,
+}
+
+impl Applier {
+    pub(crate) fn new(shared: Arc<Shared>) -> Applier {
+        Applier {
+            shared,
+            last_durable: Instant::now(),
+        }
+    }
+
+    fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    fn apply_request(
+        &self,
+        batch: &mut WriteBatch,
+        req: Option<Request>,
+    ) -> Result<Applied, ServerError> {
+        let Some(req) = req else {
+            return Ok(Applied::Empty);
+        };
+        match req {
+            Request::Put(p) => {
+                let begin = batch.revision();
+                let mut view = WriteView::new(batch);
+                let r = txn::apply_put(&mut view, &p, begin);
+                view.end();
+                r.map(Applied::Put)
+            }
+            Request::DeleteRange(d) => {
+                let begin = batch.revision();
+                let mut view = WriteView::new(batch);
+                let r = txn::apply_delete(&mut view, &d, begin);
+                view.end();
+                r.map(Applied::DeleteRange)
+            }
+            Request::Txn(t) => {
+                let mut view = WriteView::new(batch);
+                let r = txn::apply_txn(&mut view, &t);
+                view.end();
+                r.map(Applied::Txn)
+            }
+            Request::Compaction(c) => {
+                batch.compact(c.revision)?;
+                Ok(Applied::Compaction(CompactionResponse {
+                    header: Some(ResponseHeader {
+                        revision: batch.revision(),
+                        ..Default::default()
+                    }),
+                }))
+            }
+            Request::Publish(p) => {
+                self.apply_publish(batch, &p)?;
+                Ok(Applied::Empty)
+            }
+            Request::LeaseGrant(_)
+            | Request::LeaseRevoke(_)
+            | Request::LeaseCheckpoint(_)
+            | Request::Alarm(_) => Err(ServerError::Internal(
+                "request type not supported by this member".into(),
+            )),
+        }
+    }
+
+    fn apply_publish(
+        &self,
+        batch: &mut WriteBatch,
+        p: &PublishAttributes,
+    ) -> Result<(), ServerError> {
+        let mut members = self.shared.members.write().unwrap();
+        if let Some(m) = members.0.get_mut(&p.member_id) {
+            m.name = p.name.clone();
+            m.client_urls = p.client_urls.clone();
+        }
+        batch.put_meta(META_MEMBERS, &members.encode())?;
+        Ok(())
+    }
+
+    /// A conf change Raft accepted: update the member set and the transport.
+    fn apply_conf_change(
+        &self,
+        batch: &mut WriteBatch,
+        changes: Vec<(ConfChangeType, u64)>,
+        context: &[u8],
+        conf_state: &ConfState,
+    ) -> Result<(), ServerError> {
+        let mut members = self.shared.members.write().unwrap();
+        for (typ, id) in changes {
+            match typ {
+                ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                    let mut m = Member::decode(context).unwrap_or_default();
+                    m.id = id;
+                    m.is_learner = typ == ConfChangeType::AddLearnerNode;
+                    self.shared.transport.add_peer(id, m.peer_urls.clone());
+                    members.0.insert(id, m);
+                }
+                ConfChangeType::RemoveNode => {
+                    members.0.remove(&id);
+                    self.shared.transport.remove_peer(id);
+                }
+            }
+        }
+        batch.put_meta(META_MEMBERS, &members.encode())?;
+        batch.put_meta(
+            META_CONF_STATE,
+            &conf_state
+                .write_to_bytes()
+                .map_err(|e| ServerError::Internal(e.to_string()))?,
+        )?;
+        Ok(())
+    }
+}
+
+impl StateMachine for Applier {
+    fn apply(&mut self, entries: Vec<Committed>) -> Result<(), String> {
+        let store = self.store().clone();
+        let mut batch = store.begin_batch().map_err(|e| e.to_string())?;
+        let mut done = Vec::new();
+        let mut durable = false;
+        let mut last = 0;
+        for c in entries {
+            let e = &c.entry;
+            last = e.index;
+            match e.get_entry_type() {
+                EntryType::EntryNormal if e.data.is_empty() => {}
+                EntryType::EntryNormal => match InternalRaftRequest::decode(&e.data[..]) {
+                    Ok(req) => {
+                        let r = self.apply_request(&mut batch, req.request);
+                        done.push((req.id, r));
+                    }
+                    Err(err) => {
+                        tracing::error!(index = e.index, error = %err, "undecodable raft entry skipped")
+                    }
+                },
+                typ => {
+                    // Membership must never be replayed over a newer conf
+                    // state after a crash, so its batch is made durable.
+                    durable = true;
+                    if let Some(cs) = &c.conf_state {
+                        let (changes, ctx) = conf_changes(typ, &e.data).map_err(|e| e.to_string())?;
+                        self.apply_conf_change(&mut batch, changes, &ctx, cs)
+                            .map_err(|e| e.to_string())?;
+                    }
+                }
+            }
+            batch.set_consistent_index(e.index, e.term);
+        }
+        durable |= self.last_durable.elapsed() >= DURABLE_EVERY;
+        let _events = batch.commit(durable).map_err(|e| e.to_string())?;
+        if durable {
+            self.last_durable = Instant::now();
+        }
+        // Only now can a reader see the writes: wake waiters after commit.
+        self.shared.applied_tx.send_replace(last);
+        let mut waiters = self.shared.waiters.lock().unwrap();
+        for (id, r) in done {
+            if let Some(w) = waiters.remove(&id) {
+                let _ = w.send(r);
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<u64, String> {
+        let batch = self.store().begin_batch().map_err(|e| e.to_string())?;
+        batch.commit(true).map_err(|e| e.to_string())?;
+        self.last_durable = Instant::now();
+        Ok(self.store().consistent_index().0)
+    }
+
+    fn restore(&mut self, snapshot: &rustcd_raft::eraftpb::Snapshot) -> Result<(), String> {
+        Err(format!(
+            "installing a snapshot at index {} is not supported by this member yet",
+            snapshot.get_metadata().index
+        ))
+    }
+}
+
+/// The (type, node id) pairs of a conf change entry, and its context.
+fn conf_changes(
+    typ: EntryType,
+    data: &[u8],
+) -> Result<(Vec<(ConfChangeType, u64)>, Vec<u8>), protobuf::ProtobufError> {
+    if typ == EntryType::EntryConfChange {
+        let cc = ConfChange::parse_from_bytes(data)?;
+        Ok((vec![(cc.get_change_type(), cc.node_id)], cc.context.to_vec()))
+    } else {
+        let cc = ConfChangeV2::parse_from_bytes(data)?;
+        let changes = cc
+            .changes
+            .iter()
+            .map(|c| (c.get_change_type(), c.node_id))
+            .collect();
+        Ok((changes, cc.context.to_vec()))
+    }
+}
+
+/// One etcd write txn seen through [`KvView`].
+pub(crate) struct WriteView<'a> {
+    txn: TxnWrite<'a>,
+    begin: i64,
+    compacted: i64,
+    wrote: bool,
+}
+
+impl<'a> WriteView<'a> {
+    pub(crate) fn new(batch: &'a mut WriteBatch) -> WriteView<'a> {
+        let begin = batch.revision();
+        let compacted = batch.compact_revision();
+        WriteView {
+            txn: batch.txn(),
+            begin,
+            compacted,
+            wrote: false,
+        }
+    }
+
+    pub(crate) fn end(self) {
+        self.txn.end();
+    }
+}
+
+impl KvView for WriteView<'_> {
+    fn revision(&self) -> i64 {
+        self.begin + i64::from(self.wrote)
+    }
+    fn compact_revision(&self) -> i64 {
+        self.compacted
+    }
+    fn range(&self, r: &RangeRequest) -> Result<RangeResponse, ServerError> {
+        Ok(self.txn.range(r)?)
+    }
+    fn put(&mut self, key: &[u8], value: &[u8], lease: i64) -> Result<Option<KeyValue>, ServerError> {
+        self.wrote = true;
+        Ok(self.txn.put(key, value, lease)?)
+    }
+    fn delete_range(&mut self, key: &[u8], end: &[u8]) -> Result<Vec<KeyValue>, ServerError> {
+        let deleted = self.txn.delete_range(key, end)?;
+        self.wrote |= !deleted.is_empty();
+        Ok(deleted)
+    }
+    fn lease_exists(&self, _id: i64) -> bool {
+        // No lessor yet: every lease id is unknown.
+        false
+    }
+}
+
+/// A read-only snapshot seen through [`KvView`] (read-only txns, ranges).
+pub(crate) struct ReadView(pub(crate) ReadTxn);
+
+impl KvView for ReadView {
+    fn revision(&self) -> i64 {
+        self.0.revision()
+    }
+    fn compact_revision(&self) -> i64 {
+        self.0.compact_revision()
+    }
+    fn range(&self, r: &RangeRequest) -> Result<RangeResponse, ServerError> {
+        Ok(self.0.range(r)?)
+    }
+    fn put(&mut self, _: &[u8], _: &[u8], _: i64) -> Result<Option<KeyValue>, ServerError> {
+        Err(ServerError::Internal("write in a read-only view".into()))
+    }
+    fn delete_range(&mut self, _: &[u8], _: &[u8]) -> Result<Vec<KeyValue>, ServerError> {
+        Err(ServerError::Internal("write in a read-only view".into()))
+    }
+    fn lease_exists(&self, _id: i64) -> bool {
+        false
+    }
+}

@@ -1,0 +1,441 @@
+//! A running member: bootstrap or restart from the data dir, start Raft,
+//! serve peers and clients, stop cleanly.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use protobuf::Message as _;
+use rustcd_mvcc::Store;
+use rustcd_proto::etcdserverpb::cluster_server::ClusterServer;
+use rustcd_proto::etcdserverpb::kv_server::KvServer;
+use rustcd_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use rustcd_proto::rustcdpb::internal_raft_request::Request as Internal;
+use rustcd_proto::rustcdpb::raft_transport_server::RaftTransportServer;
+use rustcd_proto::rustcdpb::PublishAttributes;
+use rustcd_raft::eraftpb::ConfState;
+use rustcd_raft::{Node, NodeConfig, PeerService, SnapshotSource, Transport};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::apply::{Applier, META_CLUSTER_ID, META_CONF_STATE, META_MEMBERS};
+use crate::config::{ClusterState, ServerConfig};
+use crate::core::{Core, Shared};
+use crate::membership::{self, Members};
+use crate::service::cluster::ClusterService;
+use crate::service::kv::KvService;
+use crate::service::maintenance::MaintenanceService;
+
+/// Why a member could not start. Each names what the operator must fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(String),
+    #[error("data dir {path}: {msg}")]
+    DataDir { path: PathBuf, msg: String },
+    #[error("listen {url}: {source}")]
+    Listen {
+        url: String,
+        source: std::io::Error,
+    },
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// gRPC framing on top of `--max-request-bytes`, as etcd allows.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// Local identity of a member, kept beside (not inside) the replicated db.
+struct Identity {
+    member_id: u64,
+    cluster_id: u64,
+}
+
+/// A running member.
+pub struct Member {
+    core: Arc<Core>,
+    node: Node,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Member {
+    /// Opens or bootstraps the data dir, starts Raft and serves peers and clients.
+    pub async fn start(cfg: ServerConfig) -> Result<Member, StartError> {
+        let member_dir = cfg.data_dir.join("member");
+        let snap_dir = member_dir.join("snap");
+        let wal_dir = cfg.wal_dir.clone().unwrap_or_else(|| member_dir.join("wal"));
+        let db_path = snap_dir.join("db");
+        let id_path = member_dir.join("identity");
+        let data_err = |path: &Path, msg: String| StartError::DataDir {
+            path: path.to_path_buf(),
+            msg,
+        };
+
+        let restart = db_path.exists() || id_path.exists();
+        let (store, ident, members, conf_state) = if restart {
+            if !id_path.exists() {
+                return Err(data_err(
+                    &id_path,
+                    "missing; the data dir is incomplete or corrupt, refusing to start".into(),
+                ));
+            }
+            if !db_path.exists() {
+                return Err(data_err(
+                    &db_path,
+                    "missing; the data dir is incomplete or corrupt, refusing to start".into(),
+                ));
+            }
+            let ident = read_identity(&id_path).map_err(|m| data_err(&id_path, m))?;
+            let store = Store::open(&db_path).map_err(|e| data_err(&db_path, e.to_string()))?;
+            let (members, conf_state) =
+                load_membership(&store).map_err(|m| data_err(&db_path, m))?;
+            tracing::info!(
+                data_dir = %cfg.data_dir.display(),
+                member_id = %format!("{:x}", ident.member_id),
+                cluster_id = %format!("{:x}", ident.cluster_id),
+                "restarting member from its data dir; bootstrap flags are ignored"
+            );
+            (store, ident, members, conf_state)
+        } else {
+            bootstrap(&cfg, &snap_dir, &db_path, &id_path)?
+        };
+        let (applied, applied_term) = store.consistent_index();
+
+        // Listeners first, so a bad URL or a busy port fails before Raft runs.
+        let peer_listeners = bind_all(&cfg.listen_peer_urls).await?;
+        let client_listeners = bind_all(&cfg.listen_client_urls).await?;
+
+        let (inbox, inbox_rx) = rustcd_raft::inbox();
+        let transport = Transport::new(
+            ident.member_id,
+            ident.cluster_id,
+            tokio::runtime::Handle::current(),
+            inbox.clone(),
+        );
+        for m in members.0.values() {
+            transport.add_peer(m.id, m.peer_urls.clone());
+        }
+        let (applied_tx, _) = watch::channel(applied);
+        let shared = Arc::new(Shared {
+            member_id: ident.member_id,
+            cluster_id: ident.cluster_id,
+            store: store.clone(),
+            waiters: Mutex::new(HashMap::new()),
+            applied_tx,
+            members: RwLock::new(members),
+            transport: transport.clone(),
+        });
+        let heartbeat = cfg.heartbeat_interval.max(Duration::from_millis(1));
+        let node_cfg = NodeConfig {
+            id: ident.member_id,
+            tick: heartbeat,
+            election_ticks: (cfg.election_timeout.as_millis() / heartbeat.as_millis()).max(2)
+                as usize,
+            pre_vote: cfg.pre_vote,
+            snapshot_count: cfg.snapshot_count,
+            wal_dir,
+            applied,
+            applied_term,
+            conf_state,
+        };
+        let node = Node::start(
+            node_cfg,
+            inbox.clone(),
+            inbox_rx,
+            Box::new(Applier::new(shared.clone())),
+            Arc::new(NoSnapshots),
+            transport,
+        )
+        .map_err(StartError::Raft)?;
+        let core = Arc::new(Core::new(cfg.clone(), shared, node.handle()));
+
+        let (shutdown, _) = watch::channel(false);
+        let mut tasks = Vec::new();
+        for (url, l) in peer_listeners {
+            let svc = RaftTransportServer::new(PeerService::new(ident.cluster_id, inbox.clone()))
+                .max_decoding_message_size(usize::MAX);
+            let router = tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .add_service(svc);
+            tasks.push(spawn_server(url, "peer", router, l, shutdown.subscribe()));
+        }
+        for (url, l) in client_listeners {
+            let max = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
+            let router = tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .http2_keepalive_interval(Some(Duration::from_secs(7200)))
+                .add_service(
+                    KvServer::new(KvService::new(core.clone()))
+                        .max_decoding_message_size(max)
+                        .max_encoding_message_size(usize::MAX),
+                )
+                .add_service(
+                    MaintenanceServer::new(MaintenanceService::new(core.clone()))
+                        .max_decoding_message_size(max)
+                        .max_encoding_message_size(usize::MAX),
+                )
+                .add_service(
+                    ClusterServer::new(ClusterService::new(core.clone()))
+                        .max_decoding_message_size(max),
+                );
+            tasks.push(spawn_server(url, "client", router, l, shutdown.subscribe()));
+        }
+        tasks.push(tokio::spawn(publish(core.clone(), shutdown.subscribe())));
+        tracing::info!(
+            name = %cfg.name,
+            member_id = %format!("{:x}", core.shared.member_id),
+            cluster_id = %format!("{:x}", core.shared.cluster_id),
+            client_urls = ?cfg.listen_client_urls,
+            peer_urls = ?cfg.listen_peer_urls,
+            "serving"
+        );
+        Ok(Member {
+            core,
+            node,
+            shutdown,
+            tasks,
+        })
+    }
+
+    pub fn member_id(&self) -> u64 {
+        self.core.shared.member_id
+    }
+
+    pub fn cluster_id(&self) -> u64 {
+        self.core.shared.cluster_id
+    }
+
+    /// Resolves if the Raft loop stopped on its own (a fatal error).
+    pub async fn failed(&self) {
+        while self.node.is_running() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Stops serving, stops Raft (making applied state durable) and returns.
+    pub async fn shutdown(mut self) {
+        tracing::info!("stopping member");
+        let _ = self.shutdown.send(true);
+        for t in self.tasks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
+        let mut node = self.node;
+        tokio::task::spawn_blocking(move || node.stop())
+            .await
+            .ok();
+        tracing::info!("member stopped");
+    }
+}
+
+/// A fresh data dir: compute ids as etcd does, write the initial membership
+/// and conf state durably, then the identity file.
+fn bootstrap(
+    cfg: &ServerConfig,
+    snap_dir: &Path,
+    db_path: &Path,
+    id_path: &Path,
+) -> Result<(Store, Identity, Members, ConfState), StartError> {
+    if cfg.initial_cluster_state == ClusterState::Existing {
+        return Err(StartError::Config(
+            "--initial-cluster-state existing: joining a running cluster is not supported yet"
+                .into(),
+        ));
+    }
+    let members = Members::from_initial_cluster(&cfg.initial_cluster, &cfg.initial_cluster_token);
+    let Some(me) = members.0.values().find(|m| m.name == cfg.name) else {
+        return Err(StartError::Config(format!(
+            "couldn't find local name {:?} in the initial cluster configuration",
+            cfg.name
+        )));
+    };
+    let mut mine = me.peer_urls.clone();
+    let mut advertised = cfg.initial_advertise_peer_urls.clone();
+    mine.sort();
+    advertised.sort();
+    if mine != advertised {
+        return Err(StartError::Config(format!(
+            "--initial-cluster has {}={} but missing from --initial-advertise-peer-urls={} (\"{}\" != \"{}\")",
+            cfg.name,
+            mine.join(","),
+            advertised.join(","),
+            mine.join(","),
+            advertised.join(","),
+        )));
+    }
+    let member_id = me.id;
+    let ids = members.ids();
+    let cluster_id = membership::cluster_id(&ids);
+    let mut conf_state = ConfState::default();
+    conf_state.voters = ids;
+
+    let data_err = |path: &Path, e: &dyn std::fmt::Display| StartError::DataDir {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    };
+    fs::create_dir_all(snap_dir).map_err(|e| data_err(snap_dir, &e))?;
+    let store = Store::open(db_path).map_err(|e| data_err(db_path, &e))?;
+    let mut batch = store.begin_batch().map_err(|e| data_err(db_path, &e))?;
+    batch
+        .put_meta(META_MEMBERS, &members.encode())
+        .and_then(|()| batch.put_meta(META_CLUSTER_ID, &cluster_id.to_be_bytes()))
+        .and_then(|()| {
+            batch.put_meta(
+                META_CONF_STATE,
+                &conf_state.write_to_bytes().expect("encode conf state"),
+            )
+        })
+        .map_err(|e| data_err(db_path, &e))?;
+    batch.commit(true).map_err(|e| data_err(db_path, &e))?;
+    write_identity(id_path, member_id, cluster_id).map_err(|e| data_err(id_path, &e))?;
+    tracing::info!(
+        name = %cfg.name,
+        member_id = %format!("{member_id:x}"),
+        cluster_id = %format!("{cluster_id:x}"),
+        members = members.0.len(),
+        "bootstrapped a new cluster member"
+    );
+    Ok((
+        store,
+        Identity {
+            member_id,
+            cluster_id,
+        },
+        members,
+        conf_state,
+    ))
+}
+
+fn load_membership(store: &Store) -> Result<(Members, ConfState), String> {
+    let members = store
+        .get_meta(META_MEMBERS)
+        .map_err(|e| e.to_string())?
+        .ok_or("no membership stored")?;
+    let members = Members::decode(&members).map_err(|e| format!("bad membership: {e}"))?;
+    let cs = store
+        .get_meta(META_CONF_STATE)
+        .map_err(|e| e.to_string())?
+        .ok_or("no raft conf state stored")?;
+    let cs = ConfState::parse_from_bytes(&cs).map_err(|e| format!("bad conf state: {e}"))?;
+    Ok((members, cs))
+}
+
+fn write_identity(path: &Path, member_id: u64, cluster_id: u64) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::File::create(&tmp)?;
+    writeln!(f, "member_id={member_id:016x}")?;
+    writeln!(f, "cluster_id={cluster_id:016x}")?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn read_identity(path: &Path) -> Result<Identity, String> {
+    let text = fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let field = |name: &str| -> Result<u64, String> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .ok_or_else(|| format!("no valid {name}; the file is corrupt"))
+    };
+    Ok(Identity {
+        member_id: field("member_id")?,
+        cluster_id: field("cluster_id")?,
+    })
+}
+
+/// Splits `http://host:port` into the address to bind.
+fn listen_addr(url: &str) -> Result<String, StartError> {
+    let bad = |msg: &str| StartError::Config(format!("invalid listen URL {url:?}: {msg}"));
+    let rest = if let Some(r) = url.strip_prefix("http://") {
+        r
+    } else if url.starts_with("https://") {
+        return Err(bad("TLS listeners are not supported yet"));
+    } else {
+        return Err(bad("URL scheme must be http"));
+    };
+    let hostport = rest.trim_end_matches('/');
+    if hostport.contains('/') {
+        return Err(bad("URL must not have a path"));
+    }
+    match hostport.rsplit_once(':') {
+        Some((_, port)) if port.parse::<u16>().is_ok() => Ok(hostport.to_string()),
+        _ => Err(bad("missing port in address")),
+    }
+}
+
+async fn bind_all(urls: &[String]) -> Result<Vec<(String, TcpListener)>, StartError> {
+    let mut out = Vec::new();
+    for url in urls {
+        let addr = listen_addr(url)?;
+        let l = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| StartError::Listen {
+                url: url.clone(),
+                source,
+            })?;
+        out.push((url.clone(), l));
+    }
+    Ok(out)
+}
+
+fn spawn_server(
+    url: String,
+    kind: &'static str,
+    router: tonic::transport::server::Router,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let stop = async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        };
+        if let Err(e) = router
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+            .await
+        {
+            tracing::error!(url, kind, error = %e, "listener failed");
+        }
+    })
+}
+
+/// Announces this member's name and client URLs through Raft once there is
+/// a leader, as etcd does, so `member list` shows them everywhere.
+async fn publish(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
+    let req = PublishAttributes {
+        member_id: core.shared.member_id,
+        name: core.cfg.name.clone(),
+        client_urls: core.cfg.advertise_client_urls.clone(),
+    };
+    loop {
+        match core.propose(Internal::Publish(req.clone())).await {
+            Ok(_) => {
+                tracing::info!("published local member attributes to the cluster");
+                return;
+            }
+            Err(e) => tracing::debug!(error = %e, "publish attributes failed; retrying"),
+        }
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+/// Snapshots for followers that fell behind the log are not built yet; Raft
+/// retries later, and a follower within the kept log never needs one.
+struct NoSnapshots;
+
+impl SnapshotSource for NoSnapshots {
+    fn snapshot(&self) -> Result<rustcd_raft::eraftpb::Snapshot, String> {
+        Err("sending snapshots is not supported yet".into())
+    }
+}
