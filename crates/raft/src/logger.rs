@@ -18,7 +18,11 @@ impl slog::Drain for TracingDrain {
     type Ok = ();
     type Err = slog::Never;
 
-    fn log(&self, record: &slog::Record<'_>, values: &slog::OwnedKVList) -> Result<(), slog::Never> {
+    fn log(
+        &self,
+        record: &slog::Record<'_>,
+        values: &slog::OwnedKVList,
+    ) -> Result<(), slog::Never> {
         let mut f = Fields(String::new());
         let _ = slog::KV::serialize(&record.kv(), record, &mut f);
         let _ = slog::KV::serialize(values, record, &mut f);

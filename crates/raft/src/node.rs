@@ -222,10 +222,7 @@ impl Node {
                 core.apply_snapshot(s).map_err(|e| e.to_string())?;
             }
             core.append(&rec.entries).map_err(|e| e.to_string())?;
-            let last = rec
-                .entries
-                .last()
-                .map_or(last_snapshot, |e| e.index);
+            let last = rec.entries.last().map_or(last_snapshot, |e| e.index);
             if cfg.applied > last {
                 // The state machine is ahead of the WAL (it installed a
                 // snapshot just before a crash): start from its state.
@@ -393,7 +390,9 @@ impl ReadyLoop {
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => return,
             };
-            let mut batch = first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok()));
+            let mut batch = first
+                .into_iter()
+                .chain(std::iter::from_fn(|| rx.try_recv().ok()));
             for m in batch.by_ref().take(MAX_INBOX_PER_TURN) {
                 if matches!(m, Msg::Stop) {
                     tracing::info!("raft loop stopping");
@@ -436,7 +435,10 @@ impl ReadyLoop {
                 }
             }
             Msg::Propose { data, reply } => {
-                let r = self.raw.propose(Vec::new(), data).map_err(|e| self.map_err(e));
+                let r = self
+                    .raw
+                    .propose(Vec::new(), data)
+                    .map_err(|e| self.map_err(e));
                 let _ = reply.send(r);
             }
             Msg::ProposeConfChange { cc, reply } => {
@@ -500,7 +502,11 @@ impl ReadyLoop {
         if !rd.snapshot().is_empty() {
             let snap = rd.snapshot().clone();
             let meta = snap.get_metadata().clone();
-            tracing::info!(index = meta.index, term = meta.term, "applying snapshot from leader");
+            tracing::info!(
+                index = meta.index,
+                term = meta.term,
+                "applying snapshot from leader"
+            );
             self.sm.restore(&snap)?;
             self.raw
                 .mut_store()
@@ -559,7 +565,8 @@ impl ReadyLoop {
             let conf_state = match entry.get_entry_type() {
                 EntryType::EntryNormal => None,
                 EntryType::EntryConfChange => {
-                    let cc = ConfChange::parse_from_bytes(&entry.data).map_err(|e| e.to_string())?;
+                    let cc =
+                        ConfChange::parse_from_bytes(&entry.data).map_err(|e| e.to_string())?;
                     self.apply_conf_change(&cc)
                 }
                 EntryType::EntryConfChangeV2 => {

@@ -150,7 +150,11 @@ impl PeerTask {
 
     /// Streams queued messages until the connection fails (true) or the peer
     /// is removed (false).
-    async fn stream(&self, channel: tonic::transport::Channel, rx: &mut mpsc::Receiver<Message>) -> bool {
+    async fn stream(
+        &self,
+        channel: tonic::transport::Channel,
+        rx: &mut mpsc::Receiver<Message>,
+    ) -> bool {
         let mut client = RaftTransportClient::new(channel)
             .max_encoding_message_size(usize::MAX)
             .max_decoding_message_size(usize::MAX);

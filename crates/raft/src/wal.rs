@@ -181,7 +181,11 @@ impl Wal {
     /// Buffers entries for the next [`Wal::sync`].
     pub fn append_entries(&mut self, entries: &[Entry]) {
         for e in entries {
-            encode(&mut self.buf, REC_ENTRY, &e.write_to_bytes().expect("encode entry"));
+            encode(
+                &mut self.buf,
+                REC_ENTRY,
+                &e.write_to_bytes().expect("encode entry"),
+            );
             self.buf_first = Some(self.buf_first.map_or(e.index, |f| f.min(e.index)));
             self.last_index = e.index;
         }
@@ -277,7 +281,8 @@ fn create_segment(dir: &Path, seq: u64, first_index: u64) -> Result<Segment> {
     let f = File::create(&tmp).map_err(io_err("create", &tmp))?;
     // Zero-filled to its full size up front so appends never change the
     // file's length (fdatasync then has no size metadata to flush).
-    f.set_len(SEGMENT_BYTES).map_err(io_err("preallocate", &tmp))?;
+    f.set_len(SEGMENT_BYTES)
+        .map_err(io_err("preallocate", &tmp))?;
     f.sync_all().map_err(io_err("fsync", &tmp))?;
     fs::rename(&tmp, &path).map_err(io_err("rename", &tmp))?;
     sync_dir(dir)?;
@@ -444,9 +449,14 @@ mod tests {
         f.seek(SeekFrom::Start(HEADER as u64 + 2)).unwrap();
         f.write_all(b"XX").unwrap();
         drop(f);
-        let err = Wal::open(dir.path()).err().expect("corruption must be refused");
+        let err = Wal::open(dir.path())
+            .err()
+            .expect("corruption must be refused");
         let msg = err.to_string();
-        assert!(msg.contains("corrupt record") && msg.contains("offset 0"), "{msg}");
+        assert!(
+            msg.contains("corrupt record") && msg.contains("offset 0"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -467,6 +477,9 @@ mod tests {
         drop(wal);
         let (_, rec) = Wal::open(dir.path()).unwrap();
         assert_eq!(rec.snapshot.unwrap().index, 2);
-        assert_eq!(rec.entries.iter().map(|e| e.index).collect::<Vec<_>>(), vec![3]);
+        assert_eq!(
+            rec.entries.iter().map(|e| e.index).collect::<Vec<_>>(),
+            vec![3]
+        );
     }
 }

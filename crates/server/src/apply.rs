@@ -185,7 +185,8 @@ impl StateMachine for Applier {
                     // state after a crash, so its batch is made durable.
                     durable = true;
                     if let Some(cs) = &c.conf_state {
-                        let (changes, ctx) = conf_changes(typ, &e.data).map_err(|e| e.to_string())?;
+                        let (changes, ctx) =
+                            conf_changes(typ, &e.data).map_err(|e| e.to_string())?;
                         self.apply_conf_change(&mut batch, changes, &ctx, cs)
                             .map_err(|e| e.to_string())?;
                     }
@@ -231,7 +232,10 @@ fn conf_changes(
 ) -> Result<(Vec<(ConfChangeType, u64)>, Vec<u8>), protobuf::ProtobufError> {
     if typ == EntryType::EntryConfChange {
         let cc = ConfChange::parse_from_bytes(data)?;
-        Ok((vec![(cc.get_change_type(), cc.node_id)], cc.context.to_vec()))
+        Ok((
+            vec![(cc.get_change_type(), cc.node_id)],
+            cc.context.to_vec(),
+        ))
     } else {
         let cc = ConfChangeV2::parse_from_bytes(data)?;
         let changes = cc
@@ -278,7 +282,12 @@ impl KvView for WriteView<'_> {
     fn range(&self, r: &RangeRequest) -> Result<RangeResponse, ServerError> {
         Ok(self.txn.range(r)?)
     }
-    fn put(&mut self, key: &[u8], value: &[u8], lease: i64) -> Result<Option<KeyValue>, ServerError> {
+    fn put(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        lease: i64,
+    ) -> Result<Option<KeyValue>, ServerError> {
         self.wrote = true;
         Ok(self.txn.put(key, value, lease)?)
     }

@@ -39,10 +39,7 @@ pub enum StartError {
     #[error("data dir {path}: {msg}")]
     DataDir { path: PathBuf, msg: String },
     #[error("listen {url}: {source}")]
-    Listen {
-        url: String,
-        source: std::io::Error,
-    },
+    Listen { url: String, source: std::io::Error },
     #[error("raft: {0}")]
     Raft(String),
 }
@@ -69,7 +66,10 @@ impl Member {
     pub async fn start(cfg: ServerConfig) -> Result<Member, StartError> {
         let member_dir = cfg.data_dir.join("member");
         let snap_dir = member_dir.join("snap");
-        let wal_dir = cfg.wal_dir.clone().unwrap_or_else(|| member_dir.join("wal"));
+        let wal_dir = cfg
+            .wal_dir
+            .clone()
+            .unwrap_or_else(|| member_dir.join("wal"));
         let db_path = snap_dir.join("db");
         let id_path = member_dir.join("identity");
         let data_err = |path: &Path, msg: String| StartError::DataDir {
@@ -226,9 +226,7 @@ impl Member {
             let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
         }
         let mut node = self.node;
-        tokio::task::spawn_blocking(move || node.stop())
-            .await
-            .ok();
+        tokio::task::spawn_blocking(move || node.stop()).await.ok();
         tracing::info!("member stopped");
     }
 }

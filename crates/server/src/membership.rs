@@ -65,8 +65,7 @@ impl Members {
     pub fn encode(&self) -> Vec<u8> {
         let mut buf = Vec::new();
         for m in self.0.values() {
-            m.encode_length_delimited(&mut buf)
-                .expect("vec has room");
+            m.encode_length_delimited(&mut buf).expect("vec has room");
         }
         buf
     }
@@ -88,7 +87,10 @@ mod tests {
     #[test]
     fn ids_are_stable_and_order_independent() {
         let a = member_id(&["http://localhost:2380".into()], "etcd-cluster-1");
-        assert_eq!(a, member_id(&["http://localhost:2380".into()], "etcd-cluster-1"));
+        assert_eq!(
+            a,
+            member_id(&["http://localhost:2380".into()], "etcd-cluster-1")
+        );
         assert_ne!(a, member_id(&["http://localhost:2380".into()], "other"));
         let c1 = cluster_id(&[1, 2, 3]);
         assert_eq!(c1, cluster_id(&[3, 1, 2]));

@@ -20,7 +20,12 @@ pub(crate) trait KvView {
     fn revision(&self) -> i64;
     fn compact_revision(&self) -> i64;
     fn range(&self, r: &RangeRequest) -> Result<RangeResponse, ServerError>;
-    fn put(&mut self, key: &[u8], value: &[u8], lease: i64) -> Result<Option<KeyValue>, ServerError>;
+    fn put(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        lease: i64,
+    ) -> Result<Option<KeyValue>, ServerError>;
     fn delete_range(&mut self, key: &[u8], end: &[u8]) -> Result<Vec<KeyValue>, ServerError>;
     fn lease_exists(&self, id: i64) -> bool;
 }
@@ -152,20 +157,26 @@ fn check_intervals(reqs: &[RequestOp]) -> Result<PutsDels<'_>, ServerError> {
 
 /// Whether a txn tree contains no write (then it is served like a read).
 pub(crate) fn is_read_only(r: &TxnRequest) -> bool {
-    r.success.iter().chain(&r.failure).all(|op| match &op.request {
-        Some(Request::RequestRange(_)) | None => true,
-        Some(Request::RequestTxn(t)) => is_read_only(t),
-        _ => false,
-    })
+    r.success
+        .iter()
+        .chain(&r.failure)
+        .all(|op| match &op.request {
+            Some(Request::RequestRange(_)) | None => true,
+            Some(Request::RequestTxn(t)) => is_read_only(t),
+            _ => false,
+        })
 }
 
 /// Whether every range in the txn tree asked for a serializable read.
 pub(crate) fn is_serializable(r: &TxnRequest) -> bool {
-    r.success.iter().chain(&r.failure).all(|op| match &op.request {
-        Some(Request::RequestRange(x)) => x.serializable,
-        Some(Request::RequestTxn(t)) => is_serializable(t),
-        _ => true,
-    })
+    r.success
+        .iter()
+        .chain(&r.failure)
+        .all(|op| match &op.request {
+            Some(Request::RequestRange(x)) => x.serializable,
+            Some(Request::RequestTxn(t)) => is_serializable(t),
+            _ => true,
+        })
 }
 
 // ---- evaluation ----
@@ -331,7 +342,10 @@ fn exec_txn(
 }
 
 /// A range with etcd's response header revision (the view's revision).
-pub(crate) fn apply_range(view: &dyn KvView, r: &RangeRequest) -> Result<RangeResponse, ServerError> {
+pub(crate) fn apply_range(
+    view: &dyn KvView,
+    r: &RangeRequest,
+) -> Result<RangeResponse, ServerError> {
     let mut resp = view.range(r)?;
     resp.header = Some(ResponseHeader {
         revision: view.revision(),

@@ -36,14 +36,18 @@ impl Cluster for ClusterService {
         &self,
         _: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        Err(Status::unimplemented("member remove is not implemented yet"))
+        Err(Status::unimplemented(
+            "member remove is not implemented yet",
+        ))
     }
 
     async fn member_update(
         &self,
         _: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        Err(Status::unimplemented("member update is not implemented yet"))
+        Err(Status::unimplemented(
+            "member update is not implemented yet",
+        ))
     }
 
     async fn member_list(
@@ -79,6 +83,8 @@ impl Cluster for ClusterService {
         &self,
         _: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        Err(Status::unimplemented("member promote is not implemented yet"))
+        Err(Status::unimplemented(
+            "member promote is not implemented yet",
+        ))
     }
 }

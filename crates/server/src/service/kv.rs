@@ -38,7 +38,10 @@ fn unexpected(a: Applied) -> Status {
 
 #[tonic::async_trait]
 impl Kv for KvService {
-    async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+    async fn range(
+        &self,
+        request: Request<RangeRequest>,
+    ) -> Result<Response<RangeResponse>, Status> {
         let r = request.into_inner();
         txn::check_range(&r)?;
         let view = self.read_view(r.serializable).await?;

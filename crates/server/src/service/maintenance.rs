@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 use rustcd_proto::etcdserverpb::maintenance_server::Maintenance;
 use rustcd_proto::etcdserverpb::{
     AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest,
-    DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse,
-    MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest,
-    StatusResponse,
+    DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
+    MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -35,7 +34,10 @@ type SnapshotStream =
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
-    async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+    async fn alarm(
+        &self,
+        request: Request<AlarmRequest>,
+    ) -> Result<Response<AlarmResponse>, Status> {
         let _ = request.into_inner();
         // No alarm can be raised yet (no quota enforcement, no corruption
         // check), so the list is always empty.
@@ -99,8 +101,18 @@ impl Maintenance for MaintenanceService {
         if !st.is_leader {
             return Err(Status::failed_precondition("etcdserver: not leader"));
         }
-        if !self.core.shared.members.read().unwrap().0.contains_key(&target) {
-            return Err(Status::failed_precondition("etcdserver: bad leader transferee"));
+        if !self
+            .core
+            .shared
+            .members
+            .read()
+            .unwrap()
+            .0
+            .contains_key(&target)
+        {
+            return Err(Status::failed_precondition(
+                "etcdserver: bad leader transferee",
+            ));
         }
         self.core.node.transfer_leader(target);
         let deadline = Instant::now() + self.core.request_timeout();
