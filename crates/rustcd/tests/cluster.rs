@@ -49,6 +49,35 @@ fn put_on_one_member_get_from_every_member() {
     }
 }
 
+/// The user's scenario verbatim: localhost URLs on 2360-2362 / 2380-2382,
+/// token etcd-cluster-1, members etcd0..etcd2. Skipped if a port is taken.
+#[test]
+fn the_users_scenario_on_its_exact_ports() {
+    let ports: Vec<(u16, u16)> = (0..3).map(|i| (2360 + i, 2380 + i)).collect();
+    let busy = ports
+        .iter()
+        .flat_map(|(c, p)| [*c, *p])
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_err());
+    if let Some(p) = busy {
+        eprintln!("SKIPPED the_users_scenario_on_its_exact_ports: port {p} is in use");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Cluster::start_named(Server::Rustcd, dir, "localhost", "etcd", "etcd-cluster-1", &ports, &[]);
+    let r = etcdctl("http://localhost:2360", &["put", "myKey", "myValue"]);
+    assert_eq!(r.stdout, "OK\n", "{r:?}");
+    for ep in ["http://localhost:2360", "http://localhost:2361", "http://localhost:2362"] {
+        assert_eq!(etcdctl(ep, &["get", "myKey"]).stdout, "myKey\nmyValue\n");
+    }
+    let r = etcdctl("http://localhost:2360", &["member", "list"]);
+    for name in ["etcd0", "etcd1", "etcd2"] {
+        assert!(r.stdout.contains(name), "{r:?}");
+    }
+    for p in &mut c.procs {
+        assert_eq!(p.terminate(), Some(0), "{} stops cleanly on SIGTERM", p.name);
+    }
+}
+
 #[test]
 fn member_ids_match_real_etcd() {
     // The same flags give the same member and cluster ids as etcd 3.5.1.

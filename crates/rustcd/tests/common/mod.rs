@@ -229,15 +229,27 @@ impl Cluster {
         ports: &[(u16, u16)],
         extra: &[&str],
     ) -> Cluster {
-        let host = "127.0.0.1";
+        Self::start_named(server, dir, "127.0.0.1", "m", "test-token", ports, extra)
+    }
+
+    /// Starts members named `<prefix><i>` with URLs on `host`.
+    pub fn start_named(
+        server: Server,
+        dir: tempfile::TempDir,
+        host: &str,
+        prefix: &str,
+        token: &str,
+        ports: &[(u16, u16)],
+        extra: &[&str],
+    ) -> Cluster {
         let initial: Vec<String> = ports
             .iter()
             .enumerate()
-            .map(|(i, (_, p))| format!("m{i}=http://{host}:{p}"))
+            .map(|(i, (_, p))| format!("{prefix}{i}=http://{host}:{p}"))
             .collect();
         let mut procs = Vec::new();
         for (i, (c, p)) in ports.iter().enumerate() {
-            let name = format!("m{i}");
+            let name = format!("{prefix}{i}");
             let client_url = format!("http://{host}:{c}");
             let peer_url = format!("http://{host}:{p}");
             let data_dir = dir.path().join(format!("{name}.etcd"));
@@ -257,7 +269,7 @@ impl Cluster {
                 "--initial-cluster".into(),
                 initial.join(","),
                 "--initial-cluster-token".into(),
-                "test-token".into(),
+                token.into(),
                 "--initial-cluster-state".into(),
                 "new".into(),
             ];
