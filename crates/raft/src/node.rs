@@ -605,9 +605,11 @@ impl ReadyLoop {
         let durable = self.sm.flush()?;
         let store = &self.raw.store().mem;
         let term = store.term(durable).map_err(|e| e.to_string())?;
-        let mut meta = SnapshotMetadata::default();
-        meta.index = durable;
-        meta.term = term;
+        let mut meta = SnapshotMetadata {
+            index: durable,
+            term,
+            ..Default::default()
+        };
         meta.set_conf_state(store.initial_state().map_err(|e| e.to_string())?.conf_state);
         let keep = CATCH_UP_ENTRIES.min(self.snapshot_count);
         let compact_to = durable.saturating_sub(keep).max(1);

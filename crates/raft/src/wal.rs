@@ -373,11 +373,12 @@ mod tests {
     use super::*;
 
     fn entry(index: u64, term: u64, data: &[u8]) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = data.to_vec().into();
-        e
+        Entry {
+            index,
+            term,
+            data: data.to_vec().into(),
+            ..Default::default()
+        }
     }
 
     fn segment_path(dir: &Path) -> PathBuf {
@@ -391,9 +392,11 @@ mod tests {
             let (mut wal, rec) = Wal::open(dir.path()).unwrap();
             assert!(rec.entries.is_empty());
             wal.append_entries(&[entry(1, 1, b"a"), entry(2, 1, b"b"), entry(3, 1, b"c")]);
-            let mut hs = HardState::default();
-            hs.term = 2;
-            hs.commit = 2;
+            let hs = HardState {
+                term: 2,
+                commit: 2,
+                ..Default::default()
+            };
             wal.set_hard_state(&hs);
             wal.sync().unwrap();
             // A new leader overwrites index 3.
@@ -467,9 +470,11 @@ mod tests {
         wal.sync().unwrap();
         wal.cut().unwrap();
         wal.append_entries(&[entry(3, 1, b"c")]);
-        let mut meta = SnapshotMetadata::default();
-        meta.index = 2;
-        meta.term = 1;
+        let meta = SnapshotMetadata {
+            index: 2,
+            term: 1,
+            ..Default::default()
+        };
         wal.save_snapshot(&meta);
         wal.sync().unwrap();
         wal.release_to(2).unwrap();

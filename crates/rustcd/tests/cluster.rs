@@ -216,3 +216,36 @@ fn minority_rejects_writes_and_recovers() {
     let r = etcdctl(c.ep(1), &["get", "k"]);
     assert_eq!(r.stdout, "k\n3\n", "{r:?}");
 }
+
+#[test]
+fn snapshots_every_snapshot_count_and_restart_recovers() {
+    let mut c = Cluster::start(Server::Rustcd, 1, &["--snapshot-count", "20"]);
+    for i in 0..100 {
+        assert!(etcdctl(c.ep(0), &["put", &format!("s{i:03}"), "v"]).ok);
+    }
+    assert!(c.procs[0].log().contains("saved snapshot"), "{}", c.procs[0].log());
+    c.procs[0].kill9();
+    c.procs[0].restart();
+    c.wait_ready(Duration::from_secs(20));
+    let r = etcdctl(c.ep(0), &["get", "s", "--prefix", "--keys-only", "-w", "json"]);
+    assert_eq!(json_u64(&r.stdout, "\"count\":"), Some(100), "{r:?}");
+}
+
+#[test]
+fn a_member_far_behind_catches_up_from_a_snapshot() {
+    let mut c = Cluster::start(Server::Rustcd, 3, &["--snapshot-count", "20"]);
+    let lagging = (c.leader().expect("a leader") + 1) % 3;
+    let ep = c.ep((lagging + 1) % 3).to_string();
+    c.procs[lagging].terminate();
+    for i in 0..200 {
+        assert!(etcdctl(&ep, &["put", &format!("lag{i:03}"), "v"]).ok);
+    }
+    c.procs[lagging].restart();
+    c.wait_ready(Duration::from_secs(30));
+    let r = etcdctl(c.ep(lagging), &["get", "lag", "--prefix", "--keys-only", "-w", "json"]);
+    assert_eq!(json_u64(&r.stdout, "\"count\":"), Some(200), "{r:?}");
+    assert!(
+        c.procs[lagging].log().contains("applying snapshot from leader"),
+        "the lagging member must have been sent a snapshot"
+    );
+}

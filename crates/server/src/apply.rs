@@ -225,11 +225,11 @@ impl StateMachine for Applier {
     }
 }
 
-/// The (type, node id) pairs of a conf change entry, and its context.
-fn conf_changes(
-    typ: EntryType,
-    data: &[u8],
-) -> Result<(Vec<(ConfChangeType, u64)>, Vec<u8>), protobuf::ProtobufError> {
+/// (change type, node id) pairs of one conf change entry.
+type Changes = Vec<(ConfChangeType, u64)>;
+
+/// The changes of a conf change entry, and its context.
+fn conf_changes(typ: EntryType, data: &[u8]) -> Result<(Changes, Vec<u8>), protobuf::ProtobufError> {
     if typ == EntryType::EntryConfChange {
         let cc = ConfChange::parse_from_bytes(data)?;
         Ok((

@@ -269,8 +269,10 @@ fn bootstrap(
     let member_id = me.id;
     let ids = members.ids();
     let cluster_id = membership::cluster_id(&ids);
-    let mut conf_state = ConfState::default();
-    conf_state.voters = ids;
+    let conf_state = ConfState {
+        voters: ids,
+        ..Default::default()
+    };
 
     let data_err = |path: &Path, e: &dyn std::fmt::Display| StartError::DataDir {
         path: path.to_path_buf(),
