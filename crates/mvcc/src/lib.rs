@@ -56,6 +56,7 @@
 mod error;
 mod range;
 mod schema;
+mod snapshot;
 mod store;
 mod write;
 

@@ -429,6 +429,10 @@ impl ReadTxn {
         })
     }
 
+    pub(crate) fn txn(&self) -> &ReadTransaction {
+        &self.txn
+    }
+
     /// The store's revision in this snapshot.
     pub fn revision(&self) -> i64 {
         self.view.current

@@ -59,6 +59,8 @@ pub trait StateMachine: Send + 'static {
     fn flush(&mut self) -> Result<u64, String>;
     /// Replaces the whole state with a snapshot from the leader (durably).
     fn restore(&mut self, snapshot: &Snapshot) -> Result<(), String>;
+    /// Called once per tick, for background upkeep on the Raft thread.
+    fn on_tick(&mut self) {}
 }
 
 /// Produces a full snapshot (data plus index, term and conf state) of the
@@ -406,6 +408,7 @@ impl ReadyLoop {
             let now = Instant::now();
             if now >= next_tick {
                 self.raw.tick();
+                self.sm.on_tick();
                 next_tick += self.tick;
                 if next_tick < now {
                     next_tick = now + self.tick;

@@ -17,13 +17,15 @@ use rustcd_proto::rustcdpb::internal_raft_request::Request as Internal;
 use rustcd_proto::rustcdpb::raft_transport_server::RaftTransportServer;
 use rustcd_proto::rustcdpb::PublishAttributes;
 use rustcd_raft::eraftpb::ConfState;
-use rustcd_raft::{Node, NodeConfig, PeerService, SnapshotSource, Transport};
+use rustcd_raft::{Node, NodeConfig, PeerService, Transport};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::apply::{Applier, META_CLUSTER_ID, META_CONF_STATE, META_MEMBERS};
+use crate::apply::{
+    load_membership, Applier, StoreSnapshots, META_CLUSTER_ID, META_CONF_STATE, META_MEMBERS,
+};
 use crate::config::{ClusterState, ServerConfig};
 use crate::core::{Core, Shared};
 use crate::membership::{self, Members};
@@ -149,7 +151,7 @@ impl Member {
             inbox.clone(),
             inbox_rx,
             Box::new(Applier::new(shared.clone())),
-            Arc::new(NoSnapshots),
+            Arc::new(StoreSnapshots(store.clone())),
             transport,
         )
         .map_err(StartError::Raft)?;
@@ -311,20 +313,6 @@ fn bootstrap(
     ))
 }
 
-fn load_membership(store: &Store) -> Result<(Members, ConfState), String> {
-    let members = store
-        .get_meta(META_MEMBERS)
-        .map_err(|e| e.to_string())?
-        .ok_or("no membership stored")?;
-    let members = Members::decode(&members).map_err(|e| format!("bad membership: {e}"))?;
-    let cs = store
-        .get_meta(META_CONF_STATE)
-        .map_err(|e| e.to_string())?
-        .ok_or("no raft conf state stored")?;
-    let cs = ConfState::parse_from_bytes(&cs).map_err(|e| format!("bad conf state: {e}"))?;
-    Ok((members, cs))
-}
-
 fn write_identity(path: &Path, member_id: u64, cluster_id: u64) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = fs::File::create(&tmp)?;
@@ -427,15 +415,5 @@ async fn publish(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
-    }
-}
-
-/// Snapshots for followers that fell behind the log are not built yet; Raft
-/// retries later, and a follower within the kept log never needs one.
-struct NoSnapshots;
-
-impl SnapshotSource for NoSnapshots {
-    fn snapshot(&self) -> Result<rustcd_raft::eraftpb::Snapshot, String> {
-        Err("sending snapshots is not supported yet".into())
     }
 }
