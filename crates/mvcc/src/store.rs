@@ -461,6 +461,23 @@ impl ReadTxn {
         Ok(value)
     }
 
+    /// Every server meta entry whose key starts with `prefix`, in key order.
+    pub fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let t = self
+            .txn
+            .open_table(APP_META)
+            .ctx("opening app_meta table")?;
+        let mut out = Vec::new();
+        for row in t.range::<&str>(prefix..).ctx("reading app_meta")? {
+            let (k, v) = row.ctx("reading app_meta")?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
     /// The history of keys in the etcd range [`key`, `range_end`) from `start_rev` on, in
     /// revision order: a put is a PUT event carrying the new KeyValue, a delete is a DELETE event
     /// whose KeyValue has only `key` and `mod_revision` (the delete's revision) set; `prev_kv` is

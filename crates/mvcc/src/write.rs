@@ -205,6 +205,20 @@ impl WriteBatch {
         self.poison_on_err(r)
     }
 
+    /// Removes a server meta value (no error if absent).
+    pub fn delete_meta(&mut self, key: &str) -> Result<()> {
+        self.check_poisoned()?;
+        let r = (|| {
+            let mut t = self
+                .wtx
+                .open_table(APP_META)
+                .ctx("opening app_meta table")?;
+            t.remove(key).ctx("removing app_meta")?;
+            Ok(())
+        })();
+        self.poison_on_err(r)
+    }
+
     /// A server meta value, including this batch's own `put_meta`s.
     pub fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let t = self

@@ -82,3 +82,21 @@ fn damaged_snapshot_data_is_refused_and_changes_nothing() {
     assert!(matches!(a.restore(b"garbage"), Err(Error::Corrupt(_))));
     assert_eq!(all(&a).len(), 1);
 }
+
+#[test]
+fn meta_prefix_listing_and_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Store::open(&dir.path().join("a.db")).unwrap();
+    let mut w = a.begin_batch().unwrap();
+    w.put_meta("lease/01", b"1").unwrap();
+    w.put_meta("lease/02", b"2").unwrap();
+    w.put_meta("leasex", b"x").unwrap();
+    w.put_meta("members", b"m").unwrap();
+    w.commit(false).unwrap();
+    let mut w = a.begin_batch().unwrap();
+    w.delete_meta("lease/01").unwrap();
+    w.delete_meta("absent").unwrap();
+    w.commit(false).unwrap();
+    let got = a.read().unwrap().meta_with_prefix("lease/").unwrap();
+    assert_eq!(got, vec![("lease/02".to_string(), b"2".to_vec())]);
+}
