@@ -9,7 +9,7 @@ pub mod wal;
 
 pub use node::{
     inbox, Committed, Inbox, InboxReceiver, Node, NodeConfig, NodeError, NodeHandle, NodeStatus,
-    SnapshotSource, StateMachine,
+    PeerProgress, SnapshotSource, StateMachine,
 };
 pub use raft::eraftpb;
-pub use transport::{PeerService, Transport};
+pub use transport::{MembersFn, PeerService, Transport};

@@ -83,7 +83,18 @@ pub(crate) enum Msg {
     Unreachable(u64),
     SnapshotStatus(u64, bool),
     TransferLeader(u64),
+    Progress(oneshot::Sender<Vec<PeerProgress>>),
     Stop,
+}
+
+/// How far a member's log matches the leader's (leader only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerProgress {
+    pub id: u64,
+    pub matched: u64,
+    pub is_learner: bool,
+    /// Heard from within the last election timeout.
+    pub recent_active: bool,
 }
 
 /// The sending side of the Raft thread's inbox.
@@ -186,6 +197,15 @@ impl NodeHandle {
         rx.await.unwrap_or(Err(NodeError::LeaderChanged))
     }
 
+    /// Replication progress of every member (empty unless this member leads).
+    pub async fn progress(&self) -> Vec<PeerProgress> {
+        let (reply, rx) = oneshot::channel();
+        if !self.inbox.send(Msg::Progress(reply)) {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
     /// Starts a leader transfer to `to` (leader only).
     pub fn transfer_leader(&self, to: u64) {
         self.inbox.send(Msg::TransferLeader(to));
@@ -212,7 +232,20 @@ impl Node {
         snapshots: Arc<dyn SnapshotSource>,
         transport: Arc<Transport>,
     ) -> Result<Node, String> {
-        let (wal, rec) = Wal::open(&cfg.wal_dir).map_err(|e| e.to_string())?;
+        let (mut wal, mut rec) = Wal::open(&cfg.wal_dir).map_err(|e| e.to_string())?;
+        if rec.snapshot.is_none() && rec.entries.is_empty() && cfg.applied > 0 {
+            // A new member whose state machine starts from a snapshot (the
+            // bootstrap configuration): record it so the log that follows
+            // has a base on every restart.
+            let meta = SnapshotMetadata {
+                index: cfg.applied,
+                term: cfg.applied_term,
+                ..Default::default()
+            };
+            wal.save_snapshot(&meta);
+            wal.sync().map_err(|e| e.to_string())?;
+            rec.snapshot = Some(meta);
+        }
         let mem = MemStorage::new();
         let mut last_snapshot = 0;
         {
@@ -468,6 +501,22 @@ impl ReadyLoop {
                 self.raw.report_snapshot(to, st);
             }
             Msg::TransferLeader(to) => self.raw.transfer_leader(to),
+            Msg::Progress(reply) => {
+                let raft = &self.raw.raft;
+                let mut out = Vec::new();
+                if raft.state == StateRole::Leader {
+                    let learners = raft.prs().conf().learners().clone();
+                    for (id, pr) in raft.prs().iter() {
+                        out.push(PeerProgress {
+                            id: *id,
+                            matched: pr.matched,
+                            is_learner: learners.contains(id),
+                            recent_active: pr.recent_active || *id == raft.id,
+                        });
+                    }
+                }
+                let _ = reply.send(out);
+            }
             Msg::Stop => {}
         }
     }

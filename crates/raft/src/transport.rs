@@ -15,7 +15,7 @@ use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use rustcd_proto::rustcdpb::raft_transport_client::RaftTransportClient;
 use rustcd_proto::rustcdpb::raft_transport_server::RaftTransport;
-use rustcd_proto::rustcdpb::{RaftMessageBatch, SendResult};
+use rustcd_proto::rustcdpb::{MembersRequest, MembersResponse, RaftMessageBatch, SendResult};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -226,15 +226,23 @@ impl PeerTask {
     }
 }
 
+/// What a member answers a peer asking who is in the cluster.
+pub type MembersFn = Arc<dyn Fn() -> MembersResponse + Send + Sync>;
+
 /// The receiving side: the `RaftTransport` gRPC service on the peer listener.
 pub struct PeerService {
     cluster_id: u64,
     inbox: Inbox,
+    members: MembersFn,
 }
 
 impl PeerService {
-    pub fn new(cluster_id: u64, inbox: Inbox) -> PeerService {
-        PeerService { cluster_id, inbox }
+    pub fn new(cluster_id: u64, inbox: Inbox, members: MembersFn) -> PeerService {
+        PeerService {
+            cluster_id,
+            inbox,
+            members,
+        }
     }
 }
 
@@ -265,5 +273,12 @@ impl RaftTransport for PeerService {
             }
         }
         Ok(Response::new(SendResult {}))
+    }
+
+    async fn members(
+        &self,
+        _: Request<MembersRequest>,
+    ) -> Result<Response<MembersResponse>, Status> {
+        Ok(Response::new((self.members)()))
     }
 }
