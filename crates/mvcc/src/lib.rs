@@ -54,6 +54,7 @@
 //! the raft log from there.
 
 mod error;
+mod hash;
 mod range;
 mod schema;
 mod snapshot;

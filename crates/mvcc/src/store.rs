@@ -387,7 +387,7 @@ fn init_or_check(db: &Database, path: &Path) -> Result<Committed> {
 
 /// A read-only snapshot of the store (see [`Store::read`]).
 pub struct ReadTxn {
-    kv: ReadOnlyTable<KvKey, KvValue>,
+    pub(crate) kv: ReadOnlyTable<KvKey, KvValue>,
     txn: ReadTransaction,
     view: RangeView,
     // Keeps the database open for as long as the snapshot lives; dropped last.

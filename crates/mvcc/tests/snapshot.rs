@@ -100,3 +100,48 @@ fn meta_prefix_listing_and_delete() {
     let got = a.read().unwrap().meta_with_prefix("lease/").unwrap();
     assert_eq!(got, vec![("lease/02".to_string(), b"2".to_vec())]);
 }
+
+#[test]
+fn hash_kv_ignores_what_compaction_removes_and_tracks_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let make = |name: &str, compact_each_step: bool| {
+        let s = Store::open(&dir.path().join(name)).unwrap();
+        for i in 0..20 {
+            let mut b = s.begin_batch().unwrap();
+            let mut t = b.txn();
+            t.put(
+                format!("k{}", i % 5).as_bytes(),
+                format!("v{i}").as_bytes(),
+                0,
+            )
+            .unwrap();
+            t.end();
+            if compact_each_step && i == 15 {
+                b.compact(10).unwrap();
+            }
+            b.commit(false).unwrap();
+        }
+        s
+    };
+    let a = make("a.db", false);
+    let b = make("b.db", true);
+    // Same history: same hash at the current revision, compacted or not...
+    let mut w = a.begin_batch().unwrap();
+    w.compact(10).unwrap();
+    w.commit(false).unwrap();
+    let (ha, ra) = a.read().unwrap().hash_kv(0).unwrap();
+    let (hb, rb) = b.read().unwrap().hash_kv(0).unwrap();
+    assert_eq!((ha, ra), (hb, rb));
+    assert_eq!(ra, 21);
+    // ...and a different one at an older revision.
+    let (old, _) = a.read().unwrap().hash_kv(15).unwrap();
+    assert_ne!(old, ha);
+    assert!(matches!(
+        a.read().unwrap().hash_kv(5),
+        Err(Error::Compacted)
+    ));
+    assert!(matches!(
+        a.read().unwrap().hash_kv(99),
+        Err(Error::FutureRev)
+    ));
+}
