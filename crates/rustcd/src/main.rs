@@ -61,16 +61,21 @@ async fn run(cfg: rustcd_server::ServerConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let failed = tokio::select! {
-        _ = tokio::signal::ctrl_c() => { tracing::info!("received interrupt signal, shutting down"); false }
-        _ = sigterm.recv() => { tracing::info!("received terminated signal, shutting down"); false }
-        _ = member.failed() => true,
+    let stopped = tokio::select! {
+        _ = tokio::signal::ctrl_c() => { tracing::info!("received interrupt signal, shutting down"); None }
+        _ = sigterm.recv() => { tracing::info!("received terminated signal, shutting down"); None }
+        why = member.failed() => Some(why),
     };
     member.shutdown().await;
-    if failed {
-        eprintln!("rustcd: the member stopped after a fatal error (see the log)");
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
+    match stopped {
+        None => ExitCode::SUCCESS,
+        Some(rustcd_server::Stopped::Removed) => {
+            eprintln!("rustcd: the member has been permanently removed from the cluster");
+            ExitCode::SUCCESS
+        }
+        Some(rustcd_server::Stopped::Fatal) => {
+            eprintln!("rustcd: the member stopped after a fatal error (see the log)");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -63,10 +63,22 @@ fn the_users_scenario_on_its_exact_ports() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut c = Cluster::start_named(Server::Rustcd, dir, "localhost", "etcd", "etcd-cluster-1", &ports, &[]);
+    let mut c = Cluster::start_named(
+        Server::Rustcd,
+        dir,
+        "localhost",
+        "etcd",
+        "etcd-cluster-1",
+        &ports,
+        &[],
+    );
     let r = etcdctl("http://localhost:2360", &["put", "myKey", "myValue"]);
     assert_eq!(r.stdout, "OK\n", "{r:?}");
-    for ep in ["http://localhost:2360", "http://localhost:2361", "http://localhost:2362"] {
+    for ep in [
+        "http://localhost:2360",
+        "http://localhost:2361",
+        "http://localhost:2362",
+    ] {
         assert_eq!(etcdctl(ep, &["get", "myKey"]).stdout, "myKey\nmyValue\n");
     }
     let r = etcdctl("http://localhost:2360", &["member", "list"]);
@@ -74,7 +86,12 @@ fn the_users_scenario_on_its_exact_ports() {
         assert!(r.stdout.contains(name), "{r:?}");
     }
     for p in &mut c.procs {
-        assert_eq!(p.terminate(), Some(0), "{} stops cleanly on SIGTERM", p.name);
+        assert_eq!(
+            p.terminate(),
+            Some(0),
+            "{} stops cleanly on SIGTERM",
+            p.name
+        );
     }
 }
 
@@ -223,11 +240,18 @@ fn snapshots_every_snapshot_count_and_restart_recovers() {
     for i in 0..100 {
         assert!(etcdctl(c.ep(0), &["put", &format!("s{i:03}"), "v"]).ok);
     }
-    assert!(c.procs[0].log().contains("saved snapshot"), "{}", c.procs[0].log());
+    assert!(
+        c.procs[0].log().contains("saved snapshot"),
+        "{}",
+        c.procs[0].log()
+    );
     c.procs[0].kill9();
     c.procs[0].restart();
     c.wait_ready(Duration::from_secs(20));
-    let r = etcdctl(c.ep(0), &["get", "s", "--prefix", "--keys-only", "-w", "json"]);
+    let r = etcdctl(
+        c.ep(0),
+        &["get", "s", "--prefix", "--keys-only", "-w", "json"],
+    );
     assert_eq!(json_u64(&r.stdout, "\"count\":"), Some(100), "{r:?}");
 }
 
@@ -242,10 +266,15 @@ fn a_member_far_behind_catches_up_from_a_snapshot() {
     }
     c.procs[lagging].restart();
     c.wait_ready(Duration::from_secs(30));
-    let r = etcdctl(c.ep(lagging), &["get", "lag", "--prefix", "--keys-only", "-w", "json"]);
+    let r = etcdctl(
+        c.ep(lagging),
+        &["get", "lag", "--prefix", "--keys-only", "-w", "json"],
+    );
     assert_eq!(json_u64(&r.stdout, "\"count\":"), Some(200), "{r:?}");
     assert!(
-        c.procs[lagging].log().contains("applying snapshot from leader"),
+        c.procs[lagging]
+            .log()
+            .contains("applying snapshot from leader"),
         "the lagging member must have been sent a snapshot"
     );
 }

@@ -27,15 +27,58 @@ const STEPS: &[Step] = &[
     Step(&["get", "b", "--from-key", "--keys-only"], None),
     Step(&["get", "a", "c/3"], None),
     Step(&["get", "c/", "--prefix", "--print-value-only"], None),
-    Step(&["get", "c/", "--prefix", "--count-only", "-w", "json"], None),
-    Step(&["get", "", "--prefix", "--sort-by=VALUE", "--order=DESCEND"], None),
-    Step(&["get", "", "--prefix", "--sort-by=CREATE", "--order=DESCEND", "--limit=3"], None),
-    Step(&["get", "", "--prefix", "--sort-by=MODIFY", "--order=ASCEND"], None),
-    Step(&["get", "", "--prefix", "--sort-by=VERSION", "--order=DESCEND", "-w", "json"], None),
-    Step(&["get", "", "--prefix", "--order=DESCEND", "--limit=2"], None),
+    Step(
+        &["get", "c/", "--prefix", "--count-only", "-w", "json"],
+        None,
+    ),
+    Step(
+        &["get", "", "--prefix", "--sort-by=VALUE", "--order=DESCEND"],
+        None,
+    ),
+    Step(
+        &[
+            "get",
+            "",
+            "--prefix",
+            "--sort-by=CREATE",
+            "--order=DESCEND",
+            "--limit=3",
+        ],
+        None,
+    ),
+    Step(
+        &["get", "", "--prefix", "--sort-by=MODIFY", "--order=ASCEND"],
+        None,
+    ),
+    Step(
+        &[
+            "get",
+            "",
+            "--prefix",
+            "--sort-by=VERSION",
+            "--order=DESCEND",
+            "-w",
+            "json",
+        ],
+        None,
+    ),
+    Step(
+        &["get", "", "--prefix", "--order=DESCEND", "--limit=2"],
+        None,
+    ),
     Step(&["get", "a", "--rev=2"], None),
     Step(&["get", "a", "--rev=2", "-w", "json"], None),
-    Step(&["get", "c/", "--prefix", "--min-mod-revision=5", "-w", "json"], None),
+    Step(
+        &[
+            "get",
+            "c/",
+            "--prefix",
+            "--min-mod-revision=5",
+            "-w",
+            "json",
+        ],
+        None,
+    ),
     Step(&["get", "c/", "--prefix", "--max-create-revision=4"], None),
     Step(&["put", "a", "--ignore-value", "-w", "json"], None),
     Step(&["put", "nokey", "--ignore-value"], None),
@@ -85,20 +128,6 @@ fn normalise(text: &str) -> String {
     out
 }
 
-fn replace_number_after(line: &str, key: &str) -> String {
-    let mut out = String::new();
-    let mut rest = line;
-    while let Some(i) = rest.find(key) {
-        let (head, tail) = rest.split_at(i + key.len());
-        out.push_str(head);
-        let n = tail.chars().take_while(|c| c.is_ascii_digit()).count();
-        out.push('N');
-        rest = &tail[n..];
-    }
-    out.push_str(rest);
-    out
-}
-
 fn run_all(c: &Cluster) -> Vec<String> {
     STEPS
         .iter()
@@ -127,8 +156,16 @@ fn kv_txn_and_compaction_output_matches_real_etcd() {
     };
     // Guard against comparing two equally broken runs.
     let all = ours.concat();
-    for expect in ["$ etcdctl get a\nexit 0\na\n11\n", "SUCCESS", "compacted revision 4", "required revision has been compacted"] {
-        assert!(all.contains(expect), "rustcd output lacks {expect:?}:\n{all}");
+    for expect in [
+        "$ etcdctl get a\nexit 0\na\n11\n",
+        "SUCCESS",
+        "compacted revision 4",
+        "required revision has been compacted",
+    ] {
+        assert!(
+            all.contains(expect),
+            "rustcd output lacks {expect:?}:\n{all}"
+        );
     }
     let mut diffs = Vec::new();
     for (t, o) in theirs.iter().zip(&ours) {
@@ -136,11 +173,22 @@ fn kv_txn_and_compaction_output_matches_real_etcd() {
             diffs.push(format!("--- etcd 3.5.1:\n{t}--- rustcd:\n{o}"));
         }
     }
-    assert!(diffs.is_empty(), "{} of {} steps differ:\n{}", diffs.len(), STEPS.len(), diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "{} of {} steps differ:\n{}",
+        diffs.len(),
+        STEPS.len(),
+        diffs.join("\n")
+    );
 }
 
 #[test]
 fn normalise_hides_only_ids() {
-    let a = normalise("{\"header\":{\"cluster_id\":123,\"member_id\":456,\"revision\":7,\"raft_term\":2}}");
-    assert_eq!(a, "{\"header\":{\"cluster_id\":N,\"member_id\":N,\"revision\":7,\"raft_term\":N}}\n");
+    let a = normalise(
+        "{\"header\":{\"cluster_id\":123,\"member_id\":456,\"revision\":7,\"raft_term\":2}}",
+    );
+    assert_eq!(
+        a,
+        "{\"header\":{\"cluster_id\":N,\"member_id\":N,\"revision\":7,\"raft_term\":N}}\n"
+    );
 }

@@ -10,12 +10,12 @@ use prost::Message as _;
 use protobuf::Message as _;
 use rustcd_mvcc::{ReadTxn, Store, TxnWrite, WriteBatch};
 use rustcd_proto::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, PutResponse, RangeRequest, RangeResponse,
-    ResponseHeader, TxnResponse,
+    CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse,
+    RangeRequest, RangeResponse, ResponseHeader, TxnResponse,
 };
 use rustcd_proto::mvccpb::KeyValue;
 use rustcd_proto::rustcdpb::internal_raft_request::Request;
-use rustcd_proto::rustcdpb::{InternalRaftRequest, Member, PublishAttributes};
+use rustcd_proto::rustcdpb::{ConfChangeContext, InternalRaftRequest, PublishAttributes};
 use rustcd_raft::eraftpb::{
     ConfChange, ConfChangeType, ConfChangeV2, ConfState, EntryType, Snapshot,
 };
@@ -23,6 +23,7 @@ use rustcd_raft::{Committed, SnapshotSource, StateMachine};
 
 use crate::core::Shared;
 use crate::error::ServerError;
+use crate::lease::Lessor;
 use crate::membership::Members;
 use crate::txn::{self, KvView};
 
@@ -42,6 +43,8 @@ pub(crate) enum Applied {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compaction(CompactionResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
     Empty,
 }
 
@@ -73,20 +76,20 @@ impl Applier {
         match req {
             Request::Put(p) => {
                 let begin = batch.revision();
-                let mut view = WriteView::new(batch);
+                let mut view = WriteView::new(batch, &self.shared.lessor);
                 let r = txn::apply_put(&mut view, &p, begin);
                 view.end();
                 r.map(Applied::Put)
             }
             Request::DeleteRange(d) => {
                 let begin = batch.revision();
-                let mut view = WriteView::new(batch);
+                let mut view = WriteView::new(batch, &self.shared.lessor);
                 let r = txn::apply_delete(&mut view, &d, begin);
                 view.end();
                 r.map(Applied::DeleteRange)
             }
             Request::Txn(t) => {
-                let mut view = WriteView::new(batch);
+                let mut view = WriteView::new(batch, &self.shared.lessor);
                 let r = txn::apply_txn(&mut view, &t);
                 view.end();
                 r.map(Applied::Txn)
@@ -104,11 +107,58 @@ impl Applier {
                 self.apply_publish(batch, &p)?;
                 Ok(Applied::Empty)
             }
-            Request::LeaseGrant(_)
-            | Request::LeaseRevoke(_)
-            | Request::LeaseCheckpoint(_)
-            | Request::Alarm(_) => Err(ServerError::Internal(
-                "request type not supported by this member".into(),
+            Request::MemberUpdate(u) => {
+                let mut members = self.shared.members.write().unwrap();
+                let Some(m) = members.0.get_mut(&u.member_id) else {
+                    return Err(ServerError::MemberNotFound);
+                };
+                m.peer_urls = u.peer_urls.clone();
+                self.shared.transport.add_peer(u.member_id, u.peer_urls);
+                batch.put_meta(META_MEMBERS, &members.encode())?;
+                Ok(Applied::Empty)
+            }
+            Request::LeaseGrant(g) => {
+                let ttl = self.shared.lessor.grant(batch, g.id, g.ttl)?;
+                Ok(Applied::LeaseGrant(LeaseGrantResponse {
+                    header: Some(ResponseHeader {
+                        revision: batch.revision(),
+                        ..Default::default()
+                    }),
+                    id: g.id,
+                    ttl,
+                    error: String::new(),
+                }))
+            }
+            Request::LeaseRevoke(r) => {
+                let keys = self.shared.lessor.revoke(batch, r.id)?;
+                // All attached keys go in one revision, as etcd does.
+                let mut view = WriteView::new(batch, &self.shared.lessor);
+                let mut result = Ok(());
+                for k in &keys {
+                    if let Err(e) = view.delete_range(k, &[]) {
+                        result = Err(e);
+                        break;
+                    }
+                }
+                view.end();
+                result?;
+                Ok(Applied::LeaseRevoke(LeaseRevokeResponse {
+                    header: Some(ResponseHeader {
+                        revision: batch.revision(),
+                        ..Default::default()
+                    }),
+                }))
+            }
+            Request::LeaseCheckpoint(c) => {
+                for cp in &c.checkpoints {
+                    self.shared
+                        .lessor
+                        .checkpoint(batch, cp.id, cp.remaining_ttl)?;
+                }
+                Ok(Applied::Empty)
+            }
+            Request::Alarm(_) => Err(ServerError::Internal(
+                "alarms are not supported by this member yet".into(),
             )),
         }
     }
@@ -132,14 +182,20 @@ impl Applier {
         &self,
         batch: &mut WriteBatch,
         changes: Vec<(ConfChangeType, u64)>,
-        context: &[u8],
+        ctx: &ConfChangeContext,
         conf_state: &ConfState,
     ) -> Result<(), ServerError> {
         let mut members = self.shared.members.write().unwrap();
         for (typ, id) in changes {
             match typ {
                 ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
-                    let mut m = Member::decode(context).unwrap_or_default();
+                    // A promotion keeps what is known of the member.
+                    let mut m = members
+                        .0
+                        .get(&id)
+                        .cloned()
+                        .or_else(|| ctx.member.clone())
+                        .unwrap_or_default();
                     m.id = id;
                     m.is_learner = typ == ConfChangeType::AddLearnerNode;
                     self.shared.transport.add_peer(id, m.peer_urls.clone());
@@ -148,6 +204,10 @@ impl Applier {
                 ConfChangeType::RemoveNode => {
                     members.0.remove(&id);
                     self.shared.transport.remove_peer(id);
+                    if id == self.shared.member_id {
+                        tracing::warn!("this member has been permanently removed from the cluster");
+                        self.shared.removed.send_replace(true);
+                    }
                 }
             }
         }
@@ -187,18 +247,26 @@ impl StateMachine for Applier {
                     // Membership must never be replayed over a newer conf
                     // state after a crash, so its batch is made durable.
                     durable = true;
-                    if let Some(cs) = &c.conf_state {
-                        let (changes, ctx) =
-                            conf_changes(typ, &e.data).map_err(|e| e.to_string())?;
-                        self.apply_conf_change(&mut batch, changes, &ctx, cs)
-                            .map_err(|e| e.to_string())?;
-                    }
+                    let (changes, ctx) = conf_changes(typ, &e.data).map_err(|e| e.to_string())?;
+                    let ctx = ConfChangeContext::decode(&ctx[..]).unwrap_or_default();
+                    let r = match &c.conf_state {
+                        Some(cs) => self
+                            .apply_conf_change(&mut batch, changes, &ctx, cs)
+                            .map(|()| Applied::Empty),
+                        None => Err(ServerError::Internal(
+                            "raft rejected the configuration change".into(),
+                        )),
+                    };
+                    done.push((ctx.request_id, r));
                 }
             }
             batch.set_consistent_index(e.index, e.term);
         }
         durable |= self.last_durable.elapsed() >= DURABLE_EVERY;
-        let _events = batch.commit(durable).map_err(|e| e.to_string())?;
+        let events = batch.commit(durable).map_err(|e| e.to_string())?;
+        self.shared
+            .watch_hub
+            .notify(self.store().current_revision(), events);
         if durable {
             self.last_durable = Instant::now();
         }
@@ -223,6 +291,7 @@ impl StateMachine for Applier {
     fn restore(&mut self, snapshot: &rustcd_raft::eraftpb::Snapshot) -> Result<(), String> {
         let store = self.store();
         store.restore(&snapshot.data).map_err(|e| e.to_string())?;
+        self.shared.watch_hub.restored(store.current_revision());
         let (members, _) = load_membership(store)?;
         {
             let mut current = self.shared.members.write().unwrap();
@@ -323,17 +392,19 @@ fn conf_changes(
 /// One etcd write txn seen through [`KvView`].
 pub(crate) struct WriteView<'a> {
     txn: TxnWrite<'a>,
+    lessor: &'a Lessor,
     begin: i64,
     compacted: i64,
     wrote: bool,
 }
 
 impl<'a> WriteView<'a> {
-    pub(crate) fn new(batch: &'a mut WriteBatch) -> WriteView<'a> {
+    pub(crate) fn new(batch: &'a mut WriteBatch, lessor: &'a Lessor) -> WriteView<'a> {
         let begin = batch.revision();
         let compacted = batch.compact_revision();
         WriteView {
             txn: batch.txn(),
+            lessor,
             begin,
             compacted,
             wrote: false,
@@ -362,16 +433,21 @@ impl KvView for WriteView<'_> {
         lease: i64,
     ) -> Result<Option<KeyValue>, ServerError> {
         self.wrote = true;
-        Ok(self.txn.put(key, value, lease)?)
+        let prev = self.txn.put(key, value, lease)?;
+        self.lessor
+            .reattach(key, prev.as_ref().map_or(0, |kv| kv.lease), lease);
+        Ok(prev)
     }
     fn delete_range(&mut self, key: &[u8], end: &[u8]) -> Result<Vec<KeyValue>, ServerError> {
         let deleted = self.txn.delete_range(key, end)?;
         self.wrote |= !deleted.is_empty();
+        for kv in &deleted {
+            self.lessor.reattach(&kv.key, kv.lease, 0);
+        }
         Ok(deleted)
     }
-    fn lease_exists(&self, _id: i64) -> bool {
-        // No lessor yet: every lease id is unknown.
-        false
+    fn lease_exists(&self, id: i64) -> bool {
+        self.lessor.exists(id)
     }
 }
 

@@ -17,6 +17,7 @@ use tokio::sync::{oneshot, watch};
 use crate::apply::Applied;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
+use crate::lease::Lessor;
 use crate::membership::Members;
 
 type Waiter = oneshot::Sender<Result<Applied, ServerError>>;
@@ -32,6 +33,11 @@ pub(crate) struct Shared {
     pub applied_tx: watch::Sender<u64>,
     pub members: RwLock<Members>,
     pub transport: Arc<Transport>,
+    /// Watch streams apply notifies after each commit.
+    pub watch_hub: Arc<crate::watch::WatchHub>,
+    pub lessor: Lessor,
+    /// Set when a conf change removed this member from the cluster.
+    pub removed: watch::Sender<bool>,
 }
 
 /// Everything a gRPC service needs.
@@ -40,6 +46,9 @@ pub(crate) struct Core {
     pub shared: Arc<Shared>,
     pub node: NodeHandle,
     next_id: AtomicU64,
+    /// A client connection to the current leader (by id), for requests only
+    /// the leader can answer (lease keep-alive and time-to-live).
+    leader_channel: tokio::sync::Mutex<Option<(u64, tonic::transport::Channel)>>,
 }
 
 impl Core {
@@ -55,6 +64,68 @@ impl Core {
             shared,
             node,
             next_id: AtomicU64::new(start),
+            leader_channel: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Whether this member is a learner (a non-voting member catching up).
+    pub(crate) fn is_learner(&self) -> bool {
+        self.shared
+            .members
+            .read()
+            .unwrap()
+            .0
+            .get(&self.shared.member_id)
+            .is_some_and(|m| m.is_learner)
+    }
+
+    /// etcd serves only Status and serializable Range on a learner.
+    pub(crate) fn reject_learner(&self) -> Result<(), ServerError> {
+        if self.is_learner() {
+            return Err(ServerError::NotSupportedForLearner);
+        }
+        Ok(())
+    }
+
+    /// A gRPC channel to the leader's first client URL.
+    pub(crate) async fn leader_channel(&self) -> Result<tonic::transport::Channel, ServerError> {
+        let leader = self.node.status().leader_id;
+        if leader == 0 {
+            return Err(ServerError::NoLeader);
+        }
+        let mut cached = self.leader_channel.lock().await;
+        if let Some((id, ch)) = cached.as_ref() {
+            if *id == leader {
+                return Ok(ch.clone());
+            }
+        }
+        let url = self
+            .shared
+            .members
+            .read()
+            .unwrap()
+            .0
+            .get(&leader)
+            .and_then(|m| m.client_urls.first().cloned())
+            .ok_or(ServerError::NoLeader)?;
+        let ch = tonic::transport::Endpoint::from_shared(url)
+            .map_err(|e| ServerError::Internal(e.to_string()))?
+            .connect_timeout(Duration::from_secs(1))
+            .connect()
+            .await
+            .map_err(|_| ServerError::NoLeader)?;
+        *cached = Some((leader, ch.clone()));
+        Ok(ch)
+    }
+
+    /// A fresh lease id, positive, unique with high probability (etcd picks
+    /// the id on the proposing member too, so all members apply the same).
+    pub(crate) fn new_lease_id(&self) -> i64 {
+        loop {
+            let id = (rand::random::<u64>() >> 1) as i64;
+            if id != 0 && !self.shared.lessor.exists(id) {
+                return id;
+            }
         }
     }
 
@@ -81,6 +152,41 @@ impl Core {
     pub(crate) fn fill_header(&self, h: &mut Option<ResponseHeader>) {
         let rev = h.as_ref().map_or(0, |h| h.revision);
         *h = Some(self.header(rev));
+    }
+
+    /// Proposes a membership change through Raft and waits until it is
+    /// applied here. `member` is the member being added (its id is set).
+    pub(crate) async fn propose_conf_change(
+        &self,
+        change: rustcd_raft::eraftpb::ConfChangeType,
+        node_id: u64,
+        member: Option<rustcd_proto::rustcdpb::Member>,
+    ) -> Result<(), ServerError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let ctx = rustcd_proto::rustcdpb::ConfChangeContext {
+            request_id: id,
+            member,
+        };
+        let mut cc = rustcd_raft::eraftpb::ConfChangeV2::default();
+        cc.set_changes(vec![raft_proto::new_conf_change_single(node_id, change)].into());
+        cc.context = ctx.encode_to_vec().into();
+        let (tx, rx) = oneshot::channel();
+        self.shared.waiters.lock().unwrap().insert(id, tx);
+        let deadline = Instant::now() + self.request_timeout();
+        let result = async {
+            self.retry_without_leader(|| self.node.propose_conf_change(cc.clone()))
+                .await?;
+            match tokio::time::timeout_at(deadline.into(), rx).await {
+                Ok(Ok(r)) => r.map(|_| ()),
+                Ok(Err(_)) => Err(ServerError::Stopped),
+                Err(_) => Err(ServerError::Timeout),
+            }
+        }
+        .await;
+        if result.is_err() {
+            self.shared.waiters.lock().unwrap().remove(&id);
+        }
+        result
     }
 
     /// Proposes a request through Raft and waits until it is applied here.

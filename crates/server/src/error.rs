@@ -26,6 +26,12 @@ pub enum ServerError {
     NoSpace,
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
+    #[error("etcdserver: not leader")]
+    NotLeader,
     #[error("etcdserver: request is too large")]
     RequestTooLarge,
     #[error("etcdserver: no leader")]
@@ -38,6 +44,16 @@ pub enum ServerError {
     Timeout,
     #[error("etcdserver: member not found")]
     MemberNotFound,
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExists,
+    #[error("etcdserver: given member URLs are invalid")]
+    MemberBadUrls,
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    #[error("etcdserver: re-configuration failed due to not enough started members")]
+    NotEnoughStarted,
     #[error("etcdserver: rpc not supported for learner")]
     NotSupportedForLearner,
     /// A failure inside this member (storage, encoding); never etcd-visible text.
@@ -72,7 +88,10 @@ impl From<ServerError> for Status {
         let code = match e {
             EmptyKey | KeyNotFound | ValueProvided | LeaseProvided | TooManyOps | DuplicateKey
             | RequestTooLarge => Code::InvalidArgument,
-            Compacted | FutureRev => Code::OutOfRange,
+            Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
+            LeaseExists | NotLeader | PeerUrlExists | MemberNotLearner | LearnerNotReady
+            | NotEnoughStarted => Code::FailedPrecondition,
+            MemberBadUrls => Code::InvalidArgument,
             NoSpace => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
             NoLeader | LeaderChanged | Stopped | Timeout | NotSupportedForLearner => {

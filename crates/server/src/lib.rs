@@ -10,12 +10,14 @@ mod apply;
 pub mod config;
 mod core;
 mod error;
+mod lease;
 mod member;
 pub mod membership;
 mod service;
 mod txn;
+mod watch;
 
 pub use config::ServerConfig;
 pub use error::ServerError;
-pub use member::{Member, StartError};
+pub use member::{Member, StartError, Stopped};
 pub use service::maintenance::ETCD_VERSION;

@@ -12,12 +12,16 @@ use protobuf::Message as _;
 use rustcd_mvcc::Store;
 use rustcd_proto::etcdserverpb::cluster_server::ClusterServer;
 use rustcd_proto::etcdserverpb::kv_server::KvServer;
+use rustcd_proto::etcdserverpb::lease_server::LeaseServer;
 use rustcd_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use rustcd_proto::etcdserverpb::watch_server::WatchServer;
 use rustcd_proto::rustcdpb::internal_raft_request::Request as Internal;
+use rustcd_proto::rustcdpb::raft_transport_client::RaftTransportClient;
 use rustcd_proto::rustcdpb::raft_transport_server::RaftTransportServer;
 use rustcd_proto::rustcdpb::PublishAttributes;
+use rustcd_proto::rustcdpb::{MembersRequest, MembersResponse};
 use rustcd_raft::eraftpb::ConfState;
-use rustcd_raft::{Node, NodeConfig, PeerService, Transport};
+use rustcd_raft::{MembersFn, Node, NodeConfig, PeerService, Transport};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -28,10 +32,13 @@ use crate::apply::{
 };
 use crate::config::{ClusterState, ServerConfig};
 use crate::core::{Core, Shared};
+use crate::lease::Lessor;
 use crate::membership::{self, Members};
 use crate::service::cluster::ClusterService;
 use crate::service::kv::KvService;
+use crate::service::lease::{run_lessor, LeaseService};
 use crate::service::maintenance::MaintenanceService;
+use crate::service::watch::WatchService;
 
 /// Why a member could not start. Each names what the operator must fix.
 #[derive(Debug, thiserror::Error)]
@@ -50,9 +57,19 @@ pub enum StartError {
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// Local identity of a member, kept beside (not inside) the replicated db.
+#[derive(Clone, Copy)]
 struct Identity {
     member_id: u64,
     cluster_id: u64,
+}
+
+/// Why a member stopped on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// The Raft loop hit an error it cannot continue after (see the log).
+    Fatal,
+    /// A conf change removed this member from the cluster.
+    Removed,
 }
 
 /// A running member.
@@ -104,6 +121,8 @@ impl Member {
                 "restarting member from its data dir; bootstrap flags are ignored"
             );
             (store, ident, members, conf_state)
+        } else if cfg.initial_cluster_state == ClusterState::Existing {
+            join(&cfg, &snap_dir, &db_path, &id_path).await?
         } else {
             bootstrap(&cfg, &snap_dir, &db_path, &id_path)?
         };
@@ -123,6 +142,12 @@ impl Member {
         for m in members.0.values() {
             transport.add_peer(m.id, m.peer_urls.clone());
         }
+        let heartbeat = cfg.heartbeat_interval.max(Duration::from_millis(1));
+        let election_ticks = (cfg.election_timeout.as_millis() / heartbeat.as_millis()).max(2);
+        // etcd's minimum lease TTL: 1.5 election timeouts, rounded up to seconds.
+        let min_lease_ttl =
+            ((3 * election_ticks / 2) * heartbeat.as_millis()).div_ceil(1000) as i64;
+        let lessor = Lessor::recover(&store, min_lease_ttl).map_err(|m| data_err(&db_path, m))?;
         let (applied_tx, _) = watch::channel(applied);
         let shared = Arc::new(Shared {
             member_id: ident.member_id,
@@ -132,13 +157,14 @@ impl Member {
             applied_tx,
             members: RwLock::new(members),
             transport: transport.clone(),
+            watch_hub: Arc::new(crate::watch::WatchHub::new(store.current_revision())),
+            lessor,
+            removed: watch::channel(false).0,
         });
-        let heartbeat = cfg.heartbeat_interval.max(Duration::from_millis(1));
         let node_cfg = NodeConfig {
             id: ident.member_id,
             tick: heartbeat,
-            election_ticks: (cfg.election_timeout.as_millis() / heartbeat.as_millis()).max(2)
-                as usize,
+            election_ticks: election_ticks as usize,
             pre_vote: cfg.pre_vote,
             snapshot_count: cfg.snapshot_count,
             wal_dir,
@@ -160,8 +186,17 @@ impl Member {
         let (shutdown, _) = watch::channel(false);
         let mut tasks = Vec::new();
         for (url, l) in peer_listeners {
-            let svc = RaftTransportServer::new(PeerService::new(ident.cluster_id, inbox.clone()))
-                .max_decoding_message_size(usize::MAX);
+            let shared = core.shared.clone();
+            let members_fn: MembersFn = Arc::new(move || MembersResponse {
+                cluster_id: shared.cluster_id,
+                members: shared.members.read().unwrap().0.values().cloned().collect(),
+            });
+            let svc = RaftTransportServer::new(PeerService::new(
+                ident.cluster_id,
+                inbox.clone(),
+                members_fn,
+            ))
+            .max_decoding_message_size(usize::MAX);
             let router = tonic::transport::Server::builder()
                 .tcp_nodelay(true)
                 .add_service(svc);
@@ -178,6 +213,11 @@ impl Member {
                         .max_encoding_message_size(usize::MAX),
                 )
                 .add_service(
+                    WatchServer::new(WatchService::new(core.clone()))
+                        .max_decoding_message_size(max)
+                        .max_encoding_message_size(usize::MAX),
+                )
+                .add_service(
                     MaintenanceServer::new(MaintenanceService::new(core.clone()))
                         .max_decoding_message_size(max)
                         .max_encoding_message_size(usize::MAX),
@@ -185,10 +225,15 @@ impl Member {
                 .add_service(
                     ClusterServer::new(ClusterService::new(core.clone()))
                         .max_decoding_message_size(max),
+                )
+                .add_service(
+                    LeaseServer::new(LeaseService::new(core.clone()))
+                        .max_decoding_message_size(max),
                 );
             tasks.push(spawn_server(url, "client", router, l, shutdown.subscribe()));
         }
         tasks.push(tokio::spawn(publish(core.clone(), shutdown.subscribe())));
+        tasks.push(tokio::spawn(run_lessor(core.clone(), shutdown.subscribe())));
         tracing::info!(
             name = %cfg.name,
             member_id = %format!("{:x}", core.shared.member_id),
@@ -214,9 +259,19 @@ impl Member {
     }
 
     /// Resolves if the Raft loop stopped on its own (a fatal error).
-    pub async fn failed(&self) {
-        while self.node.is_running() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+    pub async fn failed(&self) -> Stopped {
+        let mut removed = self.core.shared.removed.subscribe();
+        loop {
+            if !self.node.is_running() {
+                return Stopped::Fatal;
+            }
+            if *removed.borrow_and_update() {
+                return Stopped::Removed;
+            }
+            tokio::select! {
+                _ = removed.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
         }
     }
 
@@ -233,6 +288,127 @@ impl Member {
     }
 }
 
+/// Writes a new data dir: membership, cluster id and conf state durably in
+/// the store, then the identity file (last, so a crash in between leaves a
+/// dir that is refused rather than half-bootstrapped).
+#[allow(clippy::too_many_arguments)]
+fn create_store(
+    snap_dir: &Path,
+    db_path: &Path,
+    id_path: &Path,
+    members: &Members,
+    ident: Identity,
+    conf_state: &ConfState,
+    applied: (u64, u64),
+) -> Result<Store, StartError> {
+    let data_err = |path: &Path, e: &dyn std::fmt::Display| StartError::DataDir {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    };
+    fs::create_dir_all(snap_dir).map_err(|e| data_err(snap_dir, &e))?;
+    let store = Store::open(db_path).map_err(|e| data_err(db_path, &e))?;
+    let mut batch = store.begin_batch().map_err(|e| data_err(db_path, &e))?;
+    batch
+        .put_meta(META_MEMBERS, &members.encode())
+        .and_then(|()| batch.put_meta(META_CLUSTER_ID, &ident.cluster_id.to_be_bytes()))
+        .and_then(|()| {
+            batch.put_meta(
+                META_CONF_STATE,
+                &conf_state.write_to_bytes().expect("encode conf state"),
+            )
+        })
+        .map_err(|e| data_err(db_path, &e))?;
+    if applied.0 > 0 {
+        batch.set_consistent_index(applied.0, applied.1);
+    }
+    batch.commit(true).map_err(|e| data_err(db_path, &e))?;
+    write_identity(id_path, ident.member_id, ident.cluster_id)
+        .map_err(|e| data_err(id_path, &e))?;
+    Ok(store)
+}
+
+/// `--initial-cluster-state existing`: ask the other members listed in
+/// `--initial-cluster` who is in the cluster, find this member (added with
+/// `etcdctl member add`) by its peer URLs, and start with an empty log; the
+/// leader sends a snapshot.
+async fn join(
+    cfg: &ServerConfig,
+    snap_dir: &Path,
+    db_path: &Path,
+    id_path: &Path,
+) -> Result<(Store, Identity, Members, ConfState), StartError> {
+    let mut advertised = cfg.initial_advertise_peer_urls.clone();
+    advertised.sort();
+    let mut last_err = String::from("no other member listed in --initial-cluster");
+    let mut found = None;
+    for (_, url) in &cfg.initial_cluster {
+        if advertised.contains(url) {
+            continue;
+        }
+        let ch = match tonic::transport::Endpoint::from_shared(url.clone()) {
+            Ok(ep) => ep.connect_timeout(Duration::from_secs(2)).connect().await,
+            Err(e) => {
+                last_err = format!("{url}: {e}");
+                continue;
+            }
+        };
+        let mut client = match ch {
+            Ok(ch) => RaftTransportClient::new(ch),
+            Err(e) => {
+                last_err = format!("{url}: {e}");
+                continue;
+            }
+        };
+        match client.members(MembersRequest {}).await {
+            Ok(r) => {
+                found = Some(r.into_inner());
+                break;
+            }
+            Err(e) => last_err = format!("{url}: {}", e.message()),
+        }
+    }
+    let Some(resp) = found else {
+        return Err(StartError::Config(format!(
+            "could not get the cluster's members from its peers ({last_err})"
+        )));
+    };
+    let members = Members(resp.members.into_iter().map(|m| (m.id, m)).collect());
+    let me = members.0.values().find(|m| {
+        let mut urls = m.peer_urls.clone();
+        urls.sort();
+        urls == advertised
+    });
+    let Some(me) = me else {
+        return Err(StartError::Config(format!(
+            "no member with peer URLs {} in the cluster; add it first with `etcdctl member add {} --peer-urls={}`",
+            advertised.join(","),
+            cfg.name,
+            advertised.join(",")
+        )));
+    };
+    let ident = Identity {
+        member_id: me.id,
+        cluster_id: resp.cluster_id,
+    };
+    let conf_state = ConfState::default();
+    let store = create_store(
+        snap_dir,
+        db_path,
+        id_path,
+        &members,
+        Identity { ..ident },
+        &conf_state,
+        (0, 0),
+    )?;
+    tracing::info!(
+        name = %cfg.name,
+        member_id = %format!("{:x}", ident.member_id),
+        cluster_id = %format!("{:x}", ident.cluster_id),
+        "joining an existing cluster"
+    );
+    Ok((store, ident, members, conf_state))
+}
+
 /// A fresh data dir: compute ids as etcd does, write the initial membership
 /// and conf state durably, then the identity file.
 fn bootstrap(
@@ -241,12 +417,6 @@ fn bootstrap(
     db_path: &Path,
     id_path: &Path,
 ) -> Result<(Store, Identity, Members, ConfState), StartError> {
-    if cfg.initial_cluster_state == ClusterState::Existing {
-        return Err(StartError::Config(
-            "--initial-cluster-state existing: joining a running cluster is not supported yet"
-                .into(),
-        ));
-    }
     let members = Members::from_initial_cluster(&cfg.initial_cluster, &cfg.initial_cluster_token);
     let Some(me) = members.0.values().find(|m| m.name == cfg.name) else {
         return Err(StartError::Config(format!(
@@ -276,25 +446,21 @@ fn bootstrap(
         ..Default::default()
     };
 
-    let data_err = |path: &Path, e: &dyn std::fmt::Display| StartError::DataDir {
-        path: path.to_path_buf(),
-        msg: e.to_string(),
-    };
-    fs::create_dir_all(snap_dir).map_err(|e| data_err(snap_dir, &e))?;
-    let store = Store::open(db_path).map_err(|e| data_err(db_path, &e))?;
-    let mut batch = store.begin_batch().map_err(|e| data_err(db_path, &e))?;
-    batch
-        .put_meta(META_MEMBERS, &members.encode())
-        .and_then(|()| batch.put_meta(META_CLUSTER_ID, &cluster_id.to_be_bytes()))
-        .and_then(|()| {
-            batch.put_meta(
-                META_CONF_STATE,
-                &conf_state.write_to_bytes().expect("encode conf state"),
-            )
-        })
-        .map_err(|e| data_err(db_path, &e))?;
-    batch.commit(true).map_err(|e| data_err(db_path, &e))?;
-    write_identity(id_path, member_id, cluster_id).map_err(|e| data_err(id_path, &e))?;
+    // The initial configuration sits in a snapshot at index 1, term 1, not
+    // in the log: a member added later has an empty log, so the leader must
+    // send it a snapshot, which carries the configuration.
+    let store = create_store(
+        snap_dir,
+        db_path,
+        id_path,
+        &members,
+        Identity {
+            member_id,
+            cluster_id,
+        },
+        &conf_state,
+        (1, 1),
+    )?;
     tracing::info!(
         name = %cfg.name,
         member_id = %format!("{member_id:x}"),

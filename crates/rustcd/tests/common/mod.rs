@@ -45,13 +45,22 @@ pub fn rustcd_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rustcd"))
 }
 
-/// A port nobody listens on right now (bound once, then released).
+/// A port nobody listens on right now. Ports come from below the kernel's
+/// ephemeral range (so an outgoing connection cannot take one between this
+/// check and the server binding it), from a block chosen by the process id
+/// (so concurrent test binaries do not collide), each handed out once.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 10_000 + (std::process::id() % 400) * 50;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (base + n % 20_000) as u16;
+        let port = if port >= 30_000 { port - 20_000 } else { port };
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// The output of one etcdctl run.
@@ -296,6 +305,56 @@ impl Cluster {
         c
     }
 
+    /// Starts one more rustcd member on fresh ports, e.g. one just added
+    /// with `etcdctl member add`; returns its index in `procs`.
+    pub fn spawn_member(
+        &mut self,
+        name: &str,
+        initial_cluster: &str,
+        peer_port: u16,
+        state: &str,
+    ) -> usize {
+        let client_url = format!("http://127.0.0.1:{}", free_port());
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let data_dir = self.dir.path().join(format!("{name}.etcd"));
+        let args: Vec<String> = [
+            "--name",
+            name,
+            "--data-dir",
+            &data_dir.display().to_string(),
+            "--listen-client-urls",
+            &client_url,
+            "--advertise-client-urls",
+            &client_url,
+            "--listen-peer-urls",
+            &peer_url,
+            "--initial-advertise-peer-urls",
+            &peer_url,
+            "--initial-cluster",
+            initial_cluster,
+            "--initial-cluster-token",
+            "test-token",
+            "--initial-cluster-state",
+            state,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut p = Proc {
+            log: self.dir.path().join(format!("{name}.log")),
+            name: name.to_string(),
+            client_url,
+            peer_url,
+            data_dir,
+            args,
+            bin: rustcd_bin(),
+            child: None,
+        };
+        p.spawn();
+        self.procs.push(p);
+        self.procs.len() - 1
+    }
+
     pub fn endpoints(&self) -> String {
         self.procs
             .iter()
@@ -369,4 +428,20 @@ pub fn json_u64(text: &str, key: &str) -> Option<u64> {
 
 pub fn read_log(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Replaces every number right after `key` with `N` (ids that differ
+/// between two servers).
+pub fn replace_number_after(line: &str, key: &str) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(i) = rest.find(key) {
+        let (head, tail) = rest.split_at(i + key.len());
+        out.push_str(head);
+        let n = tail.chars().take_while(|c| c.is_ascii_digit()).count();
+        out.push('N');
+        rest = &tail[n..];
+    }
+    out.push_str(rest);
+    out
 }

@@ -43,6 +43,9 @@ impl Kv for KvService {
         request: Request<RangeRequest>,
     ) -> Result<Response<RangeResponse>, Status> {
         let r = request.into_inner();
+        if !r.serializable {
+            self.core.reject_learner()?;
+        }
         txn::check_range(&r)?;
         let view = self.read_view(r.serializable).await?;
         let mut resp = txn::apply_range(&view, &r)?;
@@ -52,6 +55,7 @@ impl Kv for KvService {
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let r = request.into_inner();
+        self.core.reject_learner()?;
         txn::check_put(&r)?;
         match self.core.propose(Internal::Put(r)).await? {
             Applied::Put(mut resp) => {
@@ -67,6 +71,7 @@ impl Kv for KvService {
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let r = request.into_inner();
+        self.core.reject_learner()?;
         txn::check_delete(&r)?;
         match self.core.propose(Internal::DeleteRange(r)).await? {
             Applied::DeleteRange(mut resp) => {
@@ -79,6 +84,7 @@ impl Kv for KvService {
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let r = request.into_inner();
+        self.core.reject_learner()?;
         txn::check_txn(&r, self.core.cfg.max_txn_ops)?;
         if txn::is_read_only(&r) {
             // etcd serves read-only txns locally, like ranges.
@@ -101,6 +107,7 @@ impl Kv for KvService {
         request: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
         let r = request.into_inner();
+        self.core.reject_learner()?;
         match self.core.propose(Internal::Compaction(r)).await? {
             Applied::Compaction(mut resp) => {
                 self.core.fill_header(&mut resp.header);

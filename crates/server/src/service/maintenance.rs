@@ -16,6 +16,20 @@ use tonic::{Request, Response, Status};
 use crate::core::Core;
 use crate::error::ServerError;
 
+/// Wraps a store dump the way etcdctl expects a snapshot stream to look (it
+/// refuses one whose length is not a multiple of 512 plus a SHA-256):
+/// `len: u64 LE | dump | zero padding | sha256(all before)`.
+pub(crate) fn snapshot_file(dump: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    let mut out = Vec::with_capacity(dump.len() + 8 + 512 + 32);
+    out.extend_from_slice(&(dump.len() as u64).to_le_bytes());
+    out.extend_from_slice(dump);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    let sum = sha2::Sha256::digest(&out);
+    out.extend_from_slice(&sum);
+    out
+}
+
 /// The etcd version rustcd reports to clients: the API it implements.
 pub const ETCD_VERSION: &str = "3.5.0";
 
@@ -38,6 +52,7 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<AlarmRequest>,
     ) -> Result<Response<AlarmResponse>, Status> {
+        self.core.reject_learner()?;
         let _ = request.into_inner();
         // No alarm can be raised yet (no quota enforcement, no corruption
         // check), so the list is always empty.
@@ -64,7 +79,7 @@ impl Maintenance for MaintenanceService {
             raft_applied_index: st.applied_index,
             errors,
             db_size_in_use: store.db_size_in_use() as i64,
-            is_learner: false,
+            is_learner: self.core.is_learner(),
         }))
     }
 
@@ -72,15 +87,39 @@ impl Maintenance for MaintenanceService {
         &self,
         _: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
-        Err(Status::unimplemented("defragment is not implemented yet"))
+        self.core.reject_learner()?;
+        // redb reuses freed pages in place, so there is nothing to rewrite
+        // and no stop-the-world pause; the file is not shrunk.
+        tracing::info!("defragment requested: redb reuses free pages, nothing to do");
+        Ok(Response::new(DefragmentResponse {
+            header: Some(self.core.header(self.core.store().current_revision())),
+        }))
     }
 
     async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        Err(Status::unimplemented("hash is not implemented yet"))
+        self.core.reject_learner()?;
+        let rtx = self.core.store().read().map_err(ServerError::from)?;
+        let (hash, rev) = rtx.hash_kv(0).map_err(ServerError::from)?;
+        Ok(Response::new(HashResponse {
+            header: Some(self.core.header(rev)),
+            hash,
+        }))
     }
 
-    async fn hash_kv(&self, _: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
-        Err(Status::unimplemented("hashkv is not implemented yet"))
+    async fn hash_kv(
+        &self,
+        request: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        self.core.reject_learner()?;
+        let rev = request.into_inner().revision;
+        let rtx = self.core.store().read().map_err(ServerError::from)?;
+        let compact_revision = rtx.compact_revision();
+        let (hash, _) = rtx.hash_kv(rev).map_err(ServerError::from)?;
+        Ok(Response::new(HashKvResponse {
+            header: Some(self.core.header(rtx.revision())),
+            hash,
+            compact_revision,
+        }))
     }
 
     type SnapshotStream = SnapshotStream;
@@ -89,7 +128,27 @@ impl Maintenance for MaintenanceService {
         &self,
         _: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(Status::unimplemented("snapshot is not implemented yet"))
+        self.core.reject_learner()?;
+        // rustcd's snapshot format (a logical dump with a CRC32C trailer),
+        // from one read transaction: consistent, and writes go on meanwhile.
+        let rtx = self.core.store().read().map_err(ServerError::from)?;
+        let header = Some(self.core.header(rtx.revision()));
+        let data = snapshot_file(&rtx.snapshot_data().map_err(ServerError::from)?);
+        drop(rtx);
+        const CHUNK: usize = 32 * 1024;
+        let total = data.len();
+        let chunks: Vec<Result<SnapshotResponse, Status>> = data
+            .chunks(CHUNK)
+            .enumerate()
+            .map(|(i, c)| {
+                Ok(SnapshotResponse {
+                    header: header.clone(),
+                    remaining_bytes: (total - (i * CHUNK + c.len())) as u64,
+                    blob: c.to_vec(),
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
 
     async fn move_leader(
@@ -97,6 +156,7 @@ impl Maintenance for MaintenanceService {
         request: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
         let target = request.into_inner().target_id;
+        self.core.reject_learner()?;
         let st = self.core.node.status();
         if !st.is_leader {
             return Err(Status::failed_precondition("etcdserver: not leader"));

@@ -2,4 +2,6 @@
 
 pub(crate) mod cluster;
 pub(crate) mod kv;
+pub(crate) mod lease;
 pub(crate) mod maintenance;
+pub(crate) mod watch;
