@@ -27,6 +27,9 @@ use crate::write::WriteBatch;
 /// [`crate::WriteBatch::compact`]): about 20 ms of work.
 pub(crate) const DEFAULT_COMPACTION_BUDGET: usize = 10_000;
 
+/// redb's in-process page cache.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 /// How long a computed [`Store::db_size_in_use`] is reused before it is computed again.
 const IN_USE_TTL: Duration = Duration::from_secs(10);
 
@@ -182,7 +185,14 @@ impl Store {
     /// process) is [`Error::Storage`]. Never panics: a panic inside redb while opening is caught
     /// and reported as `Corrupt`.
     pub fn open(path: &Path) -> Result<Store> {
-        let db = match catch_unwind(AssertUnwindSafe(|| Database::create(path))) {
+        // redb's default page cache is 1 GiB; the OS page cache already
+        // holds the hot file pages, so a small cache keeps a member's RSS low.
+        let open = || {
+            Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create(path)
+        };
+        let db = match catch_unwind(AssertUnwindSafe(open)) {
             Ok(Ok(db)) => db,
             Ok(Err(e)) => return Err(open_error(path, e)),
             Err(_) => return Err(corrupt(path, "redb panicked while opening it")),

@@ -410,7 +410,8 @@ struct ReadyLoop {
     applied: u64,
     /// Read requests that arrived this turn; they share one ReadIndex round.
     read_batch: Vec<oneshot::Sender<Result<u64, NodeError>>>,
-    pending_reads: HashMap<u64, Vec<oneshot::Sender<Result<u64, NodeError>>>>,
+    /// ReadIndex rounds in flight: context → (started, waiters).
+    pending_reads: HashMap<u64, (Instant, Vec<oneshot::Sender<Result<u64, NodeError>>>)>,
     next_read_ctx: u64,
     leader: u64,
 }
@@ -452,7 +453,12 @@ impl ReadyLoop {
                 self.next_read_ctx += 1;
                 self.raw.read_index(ctx.to_be_bytes().to_vec());
                 self.pending_reads
-                    .insert(ctx, std::mem::take(&mut self.read_batch));
+                    .insert(ctx, (Instant::now(), std::mem::take(&mut self.read_batch)));
+            }
+            if self.pending_reads.len() > 64 {
+                // Rounds whose answer was lost: their callers have retried.
+                self.pending_reads
+                    .retain(|_, (started, _)| started.elapsed() < Duration::from_secs(10));
             }
             if let Err(e) = self.on_ready().and_then(|()| self.maybe_snapshot()) {
                 // Like etcd, a member that cannot persist stops rather than
@@ -543,7 +549,7 @@ impl ReadyLoop {
                 );
                 self.leader = ss.leader_id;
                 // Read requests in flight were for the old leader.
-                for (_, waiters) in self.pending_reads.drain() {
+                for (_, (_, waiters)) in self.pending_reads.drain() {
                     for w in waiters {
                         let _ = w.send(Err(NodeError::LeaderChanged));
                     }
@@ -591,7 +597,7 @@ impl ReadyLoop {
                 .try_into()
                 .map(u64::from_be_bytes)
                 .unwrap_or(0);
-            for w in self.pending_reads.remove(&ctx).unwrap_or_default() {
+            for w in self.pending_reads.remove(&ctx).map(|(_, w)| w).unwrap_or_default() {
                 let _ = w.send(Ok(rs.index));
             }
         }

@@ -81,3 +81,41 @@ fn defrag_snapshot_save_move_leader_and_alarms() {
     let r = etcdctl(c.ep(leader), &["move-leader", &format!("{target_id:x}")]);
     assert!(r.stderr.contains("no leader endpoint given"), "{r:?}");
 }
+
+#[test]
+fn quota_raises_nospace_and_disarm_after_freeing_space_restores_writes() {
+    let c = Cluster::start(Server::Rustcd, 1, &["--quota-backend-bytes", "400000"]);
+    let ep = c.ep(0);
+    let value = "x".repeat(20_000);
+    let start = std::time::Instant::now();
+    let err = loop {
+        let i = start.elapsed().as_nanos().to_string();
+        let r = etcdctl(ep, &["put", &format!("big/{i}"), &value]);
+        if !r.ok {
+            break r.stderr;
+        }
+        assert!(start.elapsed() < Duration::from_secs(90), "quota never enforced");
+    };
+    assert!(err.contains("etcdserver: mvcc: database space exceeded"), "{err}");
+    let r = etcdctl(ep, &["alarm", "list"]);
+    assert!(r.stdout.contains("alarm:NOSPACE"), "{r:?}");
+    let r = etcdctl(ep, &["put", "small", "v"]);
+    assert!(r.stderr.contains("database space exceeded"), "{r:?}");
+    assert!(etcdctl(ep, &["get", "big/", "--prefix", "--keys-only"]).ok, "reads still work");
+    let r = etcdctl(ep, &["endpoint", "health"]);
+    assert!(!r.ok, "an active alarm makes the endpoint unhealthy: {r:?}");
+    // Free space: delete, compact, defrag, disarm.
+    assert!(etcdctl(ep, &["del", "big/", "--prefix"]).ok);
+    let rev = json_u64(&etcdctl(ep, &["get", "x", "-w", "json"]).stdout, "\"revision\":").unwrap();
+    assert!(etcdctl(ep, &["compaction", &rev.to_string(), "--physical"]).ok);
+    assert!(etcdctl(ep, &["defrag"]).ok);
+    let r = etcdctl(ep, &["alarm", "disarm"]);
+    assert!(r.stdout.contains("alarm:NOSPACE"), "{r:?}");
+    let start = std::time::Instant::now();
+    while !etcdctl(ep, &["put", "small", "v"]).ok {
+        assert!(start.elapsed() < Duration::from_secs(30), "writes never came back");
+        let _ = etcdctl(ep, &["alarm", "disarm"]);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(etcdctl(ep, &["alarm", "list"]).stdout.is_empty());
+}

@@ -10,7 +10,7 @@ use prost::Message as _;
 use protobuf::Message as _;
 use rustcd_mvcc::{ReadTxn, Store, TxnWrite, WriteBatch};
 use rustcd_proto::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse,
+    AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse,
     RangeRequest, RangeResponse, ResponseHeader, TxnResponse,
 };
 use rustcd_proto::mvccpb::KeyValue;
@@ -45,6 +45,7 @@ pub(crate) enum Applied {
     Compaction(CompactionResponse),
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
+    Alarm(AlarmResponse),
     Empty,
 }
 
@@ -74,6 +75,12 @@ impl Applier {
             return Ok(Applied::Empty);
         };
         match req {
+            Request::Put(_) | Request::LeaseGrant(_) if self.shared.alarms.no_space() => {
+                Err(ServerError::NoSpace)
+            }
+            Request::Txn(t) if self.shared.alarms.no_space() && !txn::is_read_only(&t) => {
+                Err(ServerError::NoSpace)
+            }
             Request::Put(p) => {
                 let begin = batch.revision();
                 let mut view = WriteView::new(batch, &self.shared.lessor);
@@ -157,9 +164,16 @@ impl Applier {
                 }
                 Ok(Applied::Empty)
             }
-            Request::Alarm(_) => Err(ServerError::Internal(
-                "alarms are not supported by this member yet".into(),
-            )),
+            Request::Alarm(a) => {
+                let alarms = self.shared.alarms.apply(batch, &a)?;
+                Ok(Applied::Alarm(AlarmResponse {
+                    header: Some(ResponseHeader {
+                        revision: batch.revision(),
+                        ..Default::default()
+                    }),
+                    alarms,
+                }))
+            }
         }
     }
 
@@ -293,6 +307,7 @@ impl StateMachine for Applier {
         store.restore(&snapshot.data).map_err(|e| e.to_string())?;
         self.shared.watch_hub.restored(store.current_revision());
         let (members, _) = load_membership(store)?;
+        self.shared.alarms.reload(store)?;
         {
             let mut current = self.shared.members.write().unwrap();
             for id in current.0.keys() {

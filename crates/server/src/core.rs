@@ -17,6 +17,7 @@ use tokio::sync::{oneshot, watch};
 use crate::apply::Applied;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
+use crate::alarm::Alarms;
 use crate::lease::Lessor;
 use crate::membership::Members;
 
@@ -36,6 +37,7 @@ pub(crate) struct Shared {
     /// Watch streams apply notifies after each commit.
     pub watch_hub: Arc<crate::watch::WatchHub>,
     pub lessor: Lessor,
+    pub alarms: Alarms,
     /// Set when a conf change removed this member from the cluster.
     pub removed: watch::Sender<bool>,
 }
@@ -189,6 +191,33 @@ impl Core {
         result
     }
 
+    /// etcd's quota check before a write that grows the store: past
+    /// `--quota-backend-bytes` (default 2 GiB), raise a NOSPACE alarm for
+    /// this member and refuse. rustcd counts the bytes in use, not the file
+    /// size, so freed space counts without a defrag.
+    pub(crate) async fn check_quota(&self, cost: usize) -> Result<(), ServerError> {
+        const DEFAULT_QUOTA: u64 = 2 * 1024 * 1024 * 1024;
+        let quota = match self.cfg.quota_backend_bytes {
+            0 => DEFAULT_QUOTA,
+            q => q,
+        };
+        if self.shared.alarms.no_space() {
+            return Err(ServerError::NoSpace);
+        }
+        if self.store().db_size_in_use() + cost as u64 <= quota {
+            return Ok(());
+        }
+        tracing::warn!(quota, "database space exceeded; raising NOSPACE alarm");
+        let _ = self
+            .propose(Request::Alarm(rustcd_proto::etcdserverpb::AlarmRequest {
+                action: rustcd_proto::etcdserverpb::alarm_request::AlarmAction::Activate as i32,
+                member_id: self.shared.member_id,
+                alarm: rustcd_proto::etcdserverpb::AlarmType::Nospace as i32,
+            }))
+            .await;
+        Err(ServerError::NoSpace)
+    }
+
     /// Proposes a request through Raft and waits until it is applied here.
     pub(crate) async fn propose(&self, req: Request) -> Result<Applied, ServerError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -246,12 +275,18 @@ impl Core {
     /// Waits until this member has applied everything committed before the
     /// call (etcd's linearizable read barrier, via ReadIndex).
     pub(crate) async fn linearizable_barrier(&self) -> Result<(), ServerError> {
-        let index = tokio::time::timeout(
-            self.request_timeout(),
-            self.retry_without_leader(|| self.node.read_index()),
-        )
-        .await
-        .map_err(|_| ServerError::Timeout)??;
+        // A ReadIndex round normally takes one heartbeat round trip; one
+        // lost with a message or a leader change is asked again rather than
+        // waited out for the whole request timeout.
+        let deadline = Instant::now() + self.request_timeout();
+        let attempt = (self.cfg.heartbeat_interval * 5).max(Duration::from_millis(200));
+        let index = loop {
+            match tokio::time::timeout(attempt, self.retry_without_leader(|| self.node.read_index())).await {
+                Ok(r) => break r?,
+                Err(_) if Instant::now() + attempt < deadline => continue,
+                Err(_) => return Err(ServerError::Timeout),
+            }
+        };
         let mut applied = self.shared.applied_tx.subscribe();
         let reached = tokio::time::timeout(self.request_timeout(), async {
             applied.wait_for(|a| *a >= index).await.is_ok()

@@ -6,6 +6,7 @@
 //!       └───────read index──▶ wait applied ──▶ mvcc read txn
 //! ```
 
+mod alarm;
 mod apply;
 pub mod config;
 mod core;

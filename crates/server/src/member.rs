@@ -26,12 +26,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt;
 
 use crate::apply::{
     load_membership, Applier, StoreSnapshots, META_CLUSTER_ID, META_CONF_STATE, META_MEMBERS,
 };
 use crate::config::{ClusterState, ServerConfig};
 use crate::core::{Core, Shared};
+use crate::alarm::Alarms;
 use crate::lease::Lessor;
 use crate::membership::{self, Members};
 use crate::service::cluster::ClusterService;
@@ -148,6 +150,7 @@ impl Member {
         let min_lease_ttl =
             ((3 * election_ticks / 2) * heartbeat.as_millis()).div_ceil(1000) as i64;
         let lessor = Lessor::recover(&store, min_lease_ttl).map_err(|m| data_err(&db_path, m))?;
+        let alarms = Alarms::recover(&store).map_err(|m| data_err(&db_path, m))?;
         let (applied_tx, _) = watch::channel(applied);
         let shared = Arc::new(Shared {
             member_id: ident.member_id,
@@ -159,6 +162,7 @@ impl Member {
             transport: transport.clone(),
             watch_hub: Arc::new(crate::watch::WatchHub::new(store.current_revision())),
             lessor,
+            alarms,
             removed: watch::channel(false).0,
         });
         let node_cfg = NodeConfig {
@@ -552,8 +556,15 @@ fn spawn_server(
         let stop = async move {
             let _ = shutdown.wait_for(|s| *s).await;
         };
+        // tonic ignores its own tcp_nodelay setting for a caller-supplied
+        // listener; without it small responses wait ~40 ms on Nagle.
+        let incoming = TcpListenerStream::new(listener).map(|conn| {
+            conn.inspect(|s| {
+                let _ = s.set_nodelay(true);
+            })
+        });
         if let Err(e) = router
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+            .serve_with_incoming_shutdown(incoming, stop)
             .await
         {
             tracing::error!(url, kind, error = %e, "listener failed");

@@ -57,6 +57,7 @@ impl Kv for KvService {
         let r = request.into_inner();
         self.core.reject_learner()?;
         txn::check_put(&r)?;
+        self.core.check_quota(r.key.len() + r.value.len()).await?;
         match self.core.propose(Internal::Put(r)).await? {
             Applied::Put(mut resp) => {
                 self.core.fill_header(&mut resp.header);
@@ -86,6 +87,9 @@ impl Kv for KvService {
         let r = request.into_inner();
         self.core.reject_learner()?;
         txn::check_txn(&r, self.core.cfg.max_txn_ops)?;
+        if !txn::is_read_only(&r) {
+            self.core.check_quota(prost::Message::encoded_len(&r)).await?;
+        }
         if txn::is_read_only(&r) {
             // etcd serves read-only txns locally, like ranges.
             let mut view = self.read_view(txn::is_serializable(&r)).await?;

@@ -89,6 +89,7 @@ impl Lease for LeaseService {
         if r.ttl > MAX_LEASE_TTL {
             return Err(ServerError::LeaseTtlTooLarge.into());
         }
+        self.core.check_quota(16).await?;
         if r.id == 0 {
             r.id = self.core.new_lease_id();
         }

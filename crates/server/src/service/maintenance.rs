@@ -11,8 +11,11 @@ use rustcd_proto::etcdserverpb::{
     DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
     MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
+use rustcd_proto::etcdserverpb::alarm_request::AlarmAction;
+use rustcd_proto::rustcdpb::internal_raft_request::Request as Internal;
 use tonic::{Request, Response, Status};
 
+use crate::apply::Applied;
 use crate::core::Core;
 use crate::error::ServerError;
 
@@ -53,13 +56,20 @@ impl Maintenance for MaintenanceService {
         request: Request<AlarmRequest>,
     ) -> Result<Response<AlarmResponse>, Status> {
         self.core.reject_learner()?;
-        let _ = request.into_inner();
-        // No alarm can be raised yet (no quota enforcement, no corruption
-        // check), so the list is always empty.
-        Ok(Response::new(AlarmResponse {
-            header: Some(self.core.header(self.core.store().current_revision())),
-            alarms: Vec::new(),
-        }))
+        let r = request.into_inner();
+        if r.action == AlarmAction::Get as i32 {
+            return Ok(Response::new(AlarmResponse {
+                header: Some(self.core.header(self.core.store().current_revision())),
+                alarms: self.core.shared.alarms.list(r.alarm),
+            }));
+        }
+        match self.core.propose(Internal::Alarm(r)).await? {
+            Applied::Alarm(mut resp) => {
+                self.core.fill_header(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            other => Err(ServerError::Internal(format!("unexpected apply result {other:?}")).into()),
+        }
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
