@@ -19,7 +19,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rustcd_server::config::{AutoCompactionMode, ClusterState, LogConfig, ServerConfig, TlsConfig};
+use rustcd_server::config::{
+    parse_go_duration, AutoCompactionMode, ClusterState, LogConfig, ServerConfig, TlsConfig,
+};
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -624,93 +626,6 @@ fn parse_go_int(s: &str) -> Result<i64, String> {
     }
 }
 
-/// Go's `time.ParseDuration`, in nanoseconds, with Go's error texts.
-fn parse_go_duration(orig: &str) -> Result<i128, String> {
-    let invalid = || format!("time: invalid duration {orig:?}");
-    let mut s = orig;
-    let mut neg = false;
-    if let Some(c) = s.chars().next() {
-        if c == '-' || c == '+' {
-            neg = c == '-';
-            s = &s[1..];
-        }
-    }
-    if s == "0" {
-        return Ok(0);
-    }
-    if s.is_empty() {
-        return Err(invalid());
-    }
-    const MAX: u128 = 1 << 63;
-    let mut total: u128 = 0;
-    while !s.is_empty() {
-        let c = s.as_bytes()[0];
-        if !(c == b'.' || c.is_ascii_digit()) {
-            return Err(invalid());
-        }
-        // Integer part.
-        let int_len = s.bytes().take_while(u8::is_ascii_digit).count();
-        let int_part = &s[..int_len];
-        s = &s[int_len..];
-        let mut frac_part = "";
-        if let Some(rest) = s.strip_prefix('.') {
-            let frac_len = rest.bytes().take_while(u8::is_ascii_digit).count();
-            frac_part = &rest[..frac_len];
-            s = &rest[frac_len..];
-        }
-        if int_part.is_empty() && frac_part.is_empty() {
-            return Err(invalid());
-        }
-        // Unit.
-        let unit_len = s
-            .char_indices()
-            .find(|&(_, c)| c == '.' || c.is_ascii_digit())
-            .map_or(s.len(), |(i, _)| i);
-        if unit_len == 0 {
-            return Err(format!("time: missing unit in duration {orig:?}"));
-        }
-        let unit_str = &s[..unit_len];
-        s = &s[unit_len..];
-        let unit: u128 = match unit_str {
-            "ns" => 1,
-            "us" | "µs" | "μs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            _ => {
-                return Err(format!(
-                    "time: unknown unit {unit_str:?} in duration {orig:?}"
-                ))
-            }
-        };
-        let v: u128 = if int_part.is_empty() {
-            0
-        } else {
-            int_part.parse::<u128>().map_err(|_| invalid())?
-        };
-        if v > MAX {
-            return Err(invalid());
-        }
-        let mut v = v * unit;
-        if !frac_part.is_empty() {
-            // Go keeps at most ~19 significant fraction digits; so do we.
-            let digits = &frac_part[..frac_part.len().min(19)];
-            let f: u128 = digits.parse().map_err(|_| invalid())?;
-            let scale = 10u128.pow(digits.len() as u32);
-            v += f * unit / scale;
-        }
-        total += v;
-        if total > MAX {
-            return Err(invalid());
-        }
-    }
-    if !neg && total == MAX {
-        return Err(invalid());
-    }
-    let total = total as i128;
-    Ok(if neg { -total } else { total })
-}
 
 /// A URL that passed `types.NewURLs`' checks.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -119,3 +119,27 @@ fn quota_raises_nospace_and_disarm_after_freeing_space_restores_writes() {
     }
     assert!(etcdctl(ep, &["alarm", "list"]).stdout.is_empty());
 }
+
+#[test]
+fn periodic_auto_compaction_compacts_old_history_on_every_member() {
+    let c = Cluster::start(
+        Server::Rustcd,
+        3,
+        &["--auto-compaction-mode", "periodic", "--auto-compaction-retention", "2s"],
+    );
+    for i in 0..10 {
+        assert!(etcdctl(c.ep(0), &["put", "k", &i.to_string()]).ok);
+    }
+    let start = std::time::Instant::now();
+    for i in 0..3 {
+        loop {
+            let r = etcdctl(c.ep(i), &["get", "k", "--rev=2"]);
+            if r.stderr.contains("required revision has been compacted") {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "never compacted: {r:?}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    assert_eq!(etcdctl(c.ep(1), &["get", "k"]).stdout, "k\n9\n");
+}

@@ -87,7 +87,7 @@ pub struct ServerConfig {
     pub auto_compaction_retention: String,
     /// `--strict-reconfig-check` (default true).
     pub strict_reconfig_check: bool,
-    /// `--pre-vote` (default true in 3.5... etcd 3.5 default false; rustcd keeps it on).
+    /// `--pre-vote` (default true, as in etcd 3.5).
     pub pre_vote: bool,
     /// `--experimental-watch-progress-notify-interval` (default 10m).
     pub watch_progress_notify_interval: Duration,
@@ -140,6 +140,130 @@ impl Default for ServerConfig {
                 json: true,
                 level: "info".into(),
             },
+        }
+    }
+}
+
+/// Go's `time.ParseDuration`, in nanoseconds, with Go's error texts.
+pub fn parse_go_duration(orig: &str) -> Result<i128, String> {
+    let invalid = || format!("time: invalid duration {orig:?}");
+    let mut s = orig;
+    let mut neg = false;
+    if let Some(c) = s.chars().next() {
+        if c == '-' || c == '+' {
+            neg = c == '-';
+            s = &s[1..];
+        }
+    }
+    if s == "0" {
+        return Ok(0);
+    }
+    if s.is_empty() {
+        return Err(invalid());
+    }
+    const MAX: u128 = 1 << 63;
+    let mut total: u128 = 0;
+    while !s.is_empty() {
+        let c = s.as_bytes()[0];
+        if !(c == b'.' || c.is_ascii_digit()) {
+            return Err(invalid());
+        }
+        // Integer part.
+        let int_len = s.bytes().take_while(u8::is_ascii_digit).count();
+        let int_part = &s[..int_len];
+        s = &s[int_len..];
+        let mut frac_part = "";
+        if let Some(rest) = s.strip_prefix('.') {
+            let frac_len = rest.bytes().take_while(u8::is_ascii_digit).count();
+            frac_part = &rest[..frac_len];
+            s = &rest[frac_len..];
+        }
+        if int_part.is_empty() && frac_part.is_empty() {
+            return Err(invalid());
+        }
+        // Unit.
+        let unit_len = s
+            .char_indices()
+            .find(|&(_, c)| c == '.' || c.is_ascii_digit())
+            .map_or(s.len(), |(i, _)| i);
+        if unit_len == 0 {
+            return Err(format!("time: missing unit in duration {orig:?}"));
+        }
+        let unit_str = &s[..unit_len];
+        s = &s[unit_len..];
+        let unit: u128 = match unit_str {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => {
+                return Err(format!(
+                    "time: unknown unit {unit_str:?} in duration {orig:?}"
+                ))
+            }
+        };
+        let v: u128 = if int_part.is_empty() {
+            0
+        } else {
+            int_part.parse::<u128>().map_err(|_| invalid())?
+        };
+        if v > MAX {
+            return Err(invalid());
+        }
+        let mut v = v * unit;
+        if !frac_part.is_empty() {
+            // Go keeps at most ~19 significant fraction digits; so do we.
+            let digits = &frac_part[..frac_part.len().min(19)];
+            let f: u128 = digits.parse().map_err(|_| invalid())?;
+            let scale = 10u128.pow(digits.len() as u32);
+            v += f * unit / scale;
+        }
+        total += v;
+        if total > MAX {
+            return Err(invalid());
+        }
+    }
+    if !neg && total == MAX {
+        return Err(invalid());
+    }
+    let total = total as i128;
+    Ok(if neg { -total } else { total })
+}
+
+/// What `--auto-compaction-mode` and `--auto-compaction-retention` ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AutoCompaction {
+    Off,
+    /// Keep this much history (periodic mode; a bare number is hours).
+    Periodic(Duration),
+    /// Keep this many revisions (revision mode).
+    Revision(i64),
+}
+
+impl ServerConfig {
+    /// The auto-compaction policy, as etcd reads the two flags.
+    pub fn auto_compaction(&self) -> Result<AutoCompaction, String> {
+        let r = self.auto_compaction_retention.trim();
+        if r.is_empty() || r == "0" {
+            return Ok(AutoCompaction::Off);
+        }
+        match self.auto_compaction_mode {
+            AutoCompactionMode::Revision => r
+                .parse::<i64>()
+                .map(|n| if n > 0 { AutoCompaction::Revision(n) } else { AutoCompaction::Off })
+                .map_err(|_| format!("invalid auto-compaction-retention {r:?} for revision mode")),
+            AutoCompactionMode::Periodic => {
+                let d = match r.parse::<u64>() {
+                    Ok(hours) => Duration::from_secs(hours * 3600),
+                    Err(_) => {
+                        let ns = parse_go_duration(r)?;
+                        Duration::from_nanos(ns.max(0) as u64)
+                    }
+                };
+                Ok(if d.is_zero() { AutoCompaction::Off } else { AutoCompaction::Periodic(d) })
+            }
         }
     }
 }

@@ -8,6 +8,7 @@
 
 mod alarm;
 mod apply;
+mod compactor;
 pub mod config;
 mod core;
 mod error;

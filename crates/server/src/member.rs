@@ -34,6 +34,7 @@ use crate::apply::{
 use crate::config::{ClusterState, ServerConfig};
 use crate::core::{Core, Shared};
 use crate::alarm::Alarms;
+use crate::compactor::run_compactor;
 use crate::lease::Lessor;
 use crate::membership::{self, Members};
 use crate::service::cluster::ClusterService;
@@ -238,6 +239,7 @@ impl Member {
         }
         tasks.push(tokio::spawn(publish(core.clone(), shutdown.subscribe())));
         tasks.push(tokio::spawn(run_lessor(core.clone(), shutdown.subscribe())));
+        tasks.push(tokio::spawn(run_compactor(core.clone(), shutdown.subscribe())));
         tracing::info!(
             name = %cfg.name,
             member_id = %format!("{:x}", core.shared.member_id),
