@@ -11,6 +11,9 @@ use flags::Command;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let env: Vec<(String, String)> = std::env::vars().collect();
+    if args.get(1).map(String::as_str) == Some("snapshot") {
+        return snapshot_command(&args, &env);
+    }
     let (cfg, warnings) = match flags::parse(args, &env) {
         Ok(Command::Run(cfg, warnings)) => (cfg, warnings),
         Ok(Command::Version) => {
@@ -75,6 +78,45 @@ async fn run(cfg: rustcd_server::ServerConfig) -> ExitCode {
         }
         Some(rustcd_server::Stopped::Fatal) => {
             eprintln!("rustcd: the member stopped after a fatal error (see the log)");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `rustcd snapshot restore FILE [--name --data-dir --initial-cluster
+/// --initial-cluster-token --initial-advertise-peer-urls]`, as etcdutl's.
+fn snapshot_command(args: &[String], env: &[(String, String)]) -> ExitCode {
+    let usage = "usage: rustcd snapshot restore <file> [--name NAME] [--data-dir DIR] \
+                 [--initial-cluster NAME=URL,...] [--initial-cluster-token TOKEN] \
+                 [--initial-advertise-peer-urls URLS]";
+    let (Some("restore"), Some(file)) = (args.get(2).map(String::as_str), args.get(3)) else {
+        eprintln!("{usage}");
+        return ExitCode::from(2);
+    };
+    let mut flag_args = vec![args[0].clone()];
+    flag_args.extend(args[4..].iter().cloned());
+    let cfg = match flags::parse(flag_args, env) {
+        Ok(Command::Run(cfg, _)) => cfg,
+        Ok(_) => {
+            eprintln!("{usage}");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1));
+        }
+    };
+    match rustcd_server::restore_snapshot(std::path::Path::new(file), &cfg) {
+        Ok(()) => {
+            println!(
+                "restored snapshot {file} into {} for member {}",
+                cfg.data_dir.display(),
+                cfg.name
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("Error: {e}");
             ExitCode::FAILURE
         }
     }

@@ -94,26 +94,42 @@ fn quota_raises_nospace_and_disarm_after_freeing_space_restores_writes() {
         if !r.ok {
             break r.stderr;
         }
-        assert!(start.elapsed() < Duration::from_secs(90), "quota never enforced");
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "quota never enforced"
+        );
     };
-    assert!(err.contains("etcdserver: mvcc: database space exceeded"), "{err}");
+    assert!(
+        err.contains("etcdserver: mvcc: database space exceeded"),
+        "{err}"
+    );
     let r = etcdctl(ep, &["alarm", "list"]);
     assert!(r.stdout.contains("alarm:NOSPACE"), "{r:?}");
     let r = etcdctl(ep, &["put", "small", "v"]);
     assert!(r.stderr.contains("database space exceeded"), "{r:?}");
-    assert!(etcdctl(ep, &["get", "big/", "--prefix", "--keys-only"]).ok, "reads still work");
+    assert!(
+        etcdctl(ep, &["get", "big/", "--prefix", "--keys-only"]).ok,
+        "reads still work"
+    );
     let r = etcdctl(ep, &["endpoint", "health"]);
     assert!(!r.ok, "an active alarm makes the endpoint unhealthy: {r:?}");
     // Free space: delete, compact, defrag, disarm.
     assert!(etcdctl(ep, &["del", "big/", "--prefix"]).ok);
-    let rev = json_u64(&etcdctl(ep, &["get", "x", "-w", "json"]).stdout, "\"revision\":").unwrap();
+    let rev = json_u64(
+        &etcdctl(ep, &["get", "x", "-w", "json"]).stdout,
+        "\"revision\":",
+    )
+    .unwrap();
     assert!(etcdctl(ep, &["compaction", &rev.to_string(), "--physical"]).ok);
     assert!(etcdctl(ep, &["defrag"]).ok);
     let r = etcdctl(ep, &["alarm", "disarm"]);
     assert!(r.stdout.contains("alarm:NOSPACE"), "{r:?}");
     let start = std::time::Instant::now();
     while !etcdctl(ep, &["put", "small", "v"]).ok {
-        assert!(start.elapsed() < Duration::from_secs(30), "writes never came back");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "writes never came back"
+        );
         let _ = etcdctl(ep, &["alarm", "disarm"]);
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -125,7 +141,12 @@ fn periodic_auto_compaction_compacts_old_history_on_every_member() {
     let c = Cluster::start(
         Server::Rustcd,
         3,
-        &["--auto-compaction-mode", "periodic", "--auto-compaction-retention", "2s"],
+        &[
+            "--auto-compaction-mode",
+            "periodic",
+            "--auto-compaction-retention",
+            "2s",
+        ],
     );
     for i in 0..10 {
         assert!(etcdctl(c.ep(0), &["put", "k", &i.to_string()]).ok);
@@ -137,9 +158,89 @@ fn periodic_auto_compaction_compacts_old_history_on_every_member() {
             if r.stderr.contains("required revision has been compacted") {
                 break;
             }
-            assert!(start.elapsed() < Duration::from_secs(30), "never compacted: {r:?}");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "never compacted: {r:?}"
+            );
             std::thread::sleep(Duration::from_millis(300));
         }
     }
     assert_eq!(etcdctl(c.ep(1), &["get", "k"]).stdout, "k\n9\n");
+}
+
+#[test]
+fn snapshot_save_then_restore_into_a_new_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("backup.db");
+    {
+        let c = Cluster::start(Server::Rustcd, 3, &[]);
+        for i in 0..25 {
+            assert!(
+                etcdctl(
+                    c.ep(i % 3),
+                    &["put", &format!("s/{i:02}"), &format!("v{i}")]
+                )
+                .ok
+            );
+        }
+        let r = etcdctl(c.ep(0), &["snapshot", "save", file.to_str().unwrap()]);
+        assert!(r.ok, "{r:?}");
+    }
+    // A damaged copy is refused with a clear message.
+    let mut bad = std::fs::read(&file).unwrap();
+    bad[100] ^= 1;
+    let bad_file = dir.path().join("bad.db");
+    std::fs::write(&bad_file, bad).unwrap();
+    let out = std::process::Command::new(rustcd_bin())
+        .args([
+            "snapshot",
+            "restore",
+            bad_file.to_str().unwrap(),
+            "--data-dir",
+        ])
+        .arg(dir.path().join("never.etcd"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sha256 checksum mismatch"));
+
+    // Restore one data dir per member of a new cluster, then start it there.
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+    let initial: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{p}"))
+        .collect();
+    let new_dir = tempfile::tempdir().unwrap();
+    for (i, (_, p)) in ports.iter().enumerate() {
+        let out = std::process::Command::new(rustcd_bin())
+            .args(["snapshot", "restore", file.to_str().unwrap()])
+            .arg(format!("--name=m{i}"))
+            .arg(format!(
+                "--data-dir={}",
+                new_dir.path().join(format!("m{i}.etcd")).display()
+            ))
+            .arg(format!("--initial-cluster={}", initial.join(",")))
+            .arg("--initial-cluster-token=test-token")
+            .arg(format!(
+                "--initial-advertise-peer-urls=http://127.0.0.1:{p}"
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let c = Cluster::start_on(Server::Rustcd, new_dir, &ports, &[]);
+    for i in 0..3 {
+        let r = etcdctl(
+            c.ep(i),
+            &["get", "s/", "--prefix", "--keys-only", "-w", "json"],
+        );
+        assert_eq!(json_u64(&r.stdout, "\"count\":"), Some(25), "{r:?}");
+    }
+    assert_eq!(etcdctl(c.ep(2), &["get", "s/07"]).stdout, "s/07\nv7\n");
+    assert!(etcdctl(c.ep(1), &["put", "after", "restore"]).ok);
 }

@@ -13,7 +13,7 @@ use rustcd_proto::etcdserverpb::{AlarmMember, AlarmRequest, AlarmType};
 
 use crate::error::ServerError;
 
-const META_ALARMS: &str = "alarms";
+pub(crate) const META_ALARMS: &str = "alarms";
 
 #[derive(Default)]
 pub(crate) struct Alarms {
@@ -68,7 +68,11 @@ impl Alarms {
     }
 
     /// Applies an ACTIVATE or DEACTIVATE; returns the alarms it changed.
-    pub(crate) fn apply(&self, batch: &mut WriteBatch, r: &AlarmRequest) -> Result<Vec<AlarmMember>, ServerError> {
+    pub(crate) fn apply(
+        &self,
+        batch: &mut WriteBatch,
+        r: &AlarmRequest,
+    ) -> Result<Vec<AlarmMember>, ServerError> {
         let mut set = self.active.write().unwrap();
         let key = (r.member_id, r.alarm);
         let changed = match AlarmAction::try_from(r.action) {

@@ -21,5 +21,5 @@ mod watch;
 
 pub use config::ServerConfig;
 pub use error::ServerError;
-pub use member::{Member, StartError, Stopped};
+pub use member::{restore_snapshot, Member, StartError, Stopped};
 pub use service::maintenance::ETCD_VERSION;

@@ -28,13 +28,13 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_stream::StreamExt;
 
+use crate::alarm::Alarms;
 use crate::apply::{
     load_membership, Applier, StoreSnapshots, META_CLUSTER_ID, META_CONF_STATE, META_MEMBERS,
 };
+use crate::compactor::run_compactor;
 use crate::config::{ClusterState, ServerConfig};
 use crate::core::{Core, Shared};
-use crate::alarm::Alarms;
-use crate::compactor::run_compactor;
 use crate::lease::Lessor;
 use crate::membership::{self, Members};
 use crate::service::cluster::ClusterService;
@@ -127,7 +127,7 @@ impl Member {
         } else if cfg.initial_cluster_state == ClusterState::Existing {
             join(&cfg, &snap_dir, &db_path, &id_path).await?
         } else {
-            bootstrap(&cfg, &snap_dir, &db_path, &id_path)?
+            bootstrap(&cfg, &snap_dir, &db_path, &id_path, None)?
         };
         let (applied, applied_term) = store.consistent_index();
 
@@ -239,7 +239,10 @@ impl Member {
         }
         tasks.push(tokio::spawn(publish(core.clone(), shutdown.subscribe())));
         tasks.push(tokio::spawn(run_lessor(core.clone(), shutdown.subscribe())));
-        tasks.push(tokio::spawn(run_compactor(core.clone(), shutdown.subscribe())));
+        tasks.push(tokio::spawn(run_compactor(
+            core.clone(),
+            shutdown.subscribe(),
+        )));
         tracing::info!(
             name = %cfg.name,
             member_id = %format!("{:x}", core.shared.member_id),
@@ -306,6 +309,7 @@ fn create_store(
     ident: Identity,
     conf_state: &ConfState,
     applied: (u64, u64),
+    seed: Option<&[u8]>,
 ) -> Result<Store, StartError> {
     let data_err = |path: &Path, e: &dyn std::fmt::Display| StartError::DataDir {
         path: path.to_path_buf(),
@@ -313,7 +317,15 @@ fn create_store(
     };
     fs::create_dir_all(snap_dir).map_err(|e| data_err(snap_dir, &e))?;
     let store = Store::open(db_path).map_err(|e| data_err(db_path, &e))?;
+    if let Some(dump) = seed {
+        // The saved key space, leases and revisions; the cluster around
+        // them is new, so its membership and alarms are replaced below.
+        store.restore(dump).map_err(|e| data_err(db_path, &e))?;
+    }
     let mut batch = store.begin_batch().map_err(|e| data_err(db_path, &e))?;
+    batch
+        .delete_meta(crate::alarm::META_ALARMS)
+        .map_err(|e| data_err(db_path, &e))?;
     batch
         .put_meta(META_MEMBERS, &members.encode())
         .and_then(|()| batch.put_meta(META_CLUSTER_ID, &ident.cluster_id.to_be_bytes()))
@@ -405,6 +417,7 @@ async fn join(
         Identity { ..ident },
         &conf_state,
         (0, 0),
+        None,
     )?;
     tracing::info!(
         name = %cfg.name,
@@ -415,6 +428,46 @@ async fn join(
     Ok((store, ident, members, conf_state))
 }
 
+/// `rustcd snapshot restore`: a new data dir for a member of a NEW cluster
+/// (from `cfg`'s bootstrap flags) holding the data of a snapshot saved with
+/// `etcdctl snapshot save`. The file's SHA-256 is checked first.
+pub fn restore_snapshot(file: &Path, cfg: &ServerConfig) -> Result<(), StartError> {
+    use sha2::Digest;
+    let bad = |msg: String| StartError::DataDir {
+        path: file.to_path_buf(),
+        msg,
+    };
+    if cfg.data_dir.exists() {
+        return Err(StartError::Config(format!(
+            "data-dir {:?} exists",
+            cfg.data_dir.display().to_string()
+        )));
+    }
+    let data = fs::read(file).map_err(|e| bad(e.to_string()))?;
+    if data.len() < 8 + 32 || (data.len() - 32) % 512 != 0 {
+        return Err(bad("not a snapshot file (sha256 checksum not found)".into()));
+    }
+    let (body, sum) = data.split_at(data.len() - 32);
+    if sha2::Sha256::digest(body).as_slice() != sum {
+        return Err(bad(
+            "snapshot file is corrupt: sha256 checksum mismatch".into()
+        ));
+    }
+    let len = u64::from_le_bytes(body[..8].try_into().expect("8 bytes")) as usize;
+    let dump = body
+        .get(8..8 + len)
+        .ok_or_else(|| bad("snapshot file is corrupt: bad length".into()))?;
+    let member_dir = cfg.data_dir.join("member");
+    bootstrap(
+        cfg,
+        &member_dir.join("snap"),
+        &member_dir.join("snap").join("db"),
+        &member_dir.join("identity"),
+        Some(dump),
+    )?;
+    Ok(())
+}
+
 /// A fresh data dir: compute ids as etcd does, write the initial membership
 /// and conf state durably, then the identity file.
 fn bootstrap(
@@ -422,6 +475,7 @@ fn bootstrap(
     snap_dir: &Path,
     db_path: &Path,
     id_path: &Path,
+    seed: Option<&[u8]>,
 ) -> Result<(Store, Identity, Members, ConfState), StartError> {
     let members = Members::from_initial_cluster(&cfg.initial_cluster, &cfg.initial_cluster_token);
     let Some(me) = members.0.values().find(|m| m.name == cfg.name) else {
@@ -466,6 +520,7 @@ fn bootstrap(
         },
         &conf_state,
         (1, 1),
+        seed,
     )?;
     tracing::info!(
         name = %cfg.name,
@@ -565,10 +620,7 @@ fn spawn_server(
                 let _ = s.set_nodelay(true);
             })
         });
-        if let Err(e) = router
-            .serve_with_incoming_shutdown(incoming, stop)
-            .await
-        {
+        if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop).await {
             tracing::error!(url, kind, error = %e, "listener failed");
         }
     })
