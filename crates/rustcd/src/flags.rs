@@ -626,7 +626,6 @@ fn parse_go_int(s: &str) -> Result<i64, String> {
     }
 }
 
-
 /// A URL that passed `types.NewURLs`' checks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Url {

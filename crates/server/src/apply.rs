@@ -10,8 +10,8 @@ use prost::Message as _;
 use protobuf::Message as _;
 use rustcd_mvcc::{ReadTxn, Store, TxnWrite, WriteBatch};
 use rustcd_proto::etcdserverpb::{
-    AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutResponse,
-    RangeRequest, RangeResponse, ResponseHeader, TxnResponse,
+    AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse,
+    LeaseRevokeResponse, PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnResponse,
 };
 use rustcd_proto::mvccpb::KeyValue;
 use rustcd_proto::rustcdpb::internal_raft_request::Request;

@@ -252,7 +252,13 @@ impl ServerConfig {
         match self.auto_compaction_mode {
             AutoCompactionMode::Revision => r
                 .parse::<i64>()
-                .map(|n| if n > 0 { AutoCompaction::Revision(n) } else { AutoCompaction::Off })
+                .map(|n| {
+                    if n > 0 {
+                        AutoCompaction::Revision(n)
+                    } else {
+                        AutoCompaction::Off
+                    }
+                })
                 .map_err(|_| format!("invalid auto-compaction-retention {r:?} for revision mode")),
             AutoCompactionMode::Periodic => {
                 let d = match r.parse::<u64>() {
@@ -262,7 +268,11 @@ impl ServerConfig {
                         Duration::from_nanos(ns.max(0) as u64)
                     }
                 };
-                Ok(if d.is_zero() { AutoCompaction::Off } else { AutoCompaction::Periodic(d) })
+                Ok(if d.is_zero() {
+                    AutoCompaction::Off
+                } else {
+                    AutoCompaction::Periodic(d)
+                })
             }
         }
     }

@@ -14,10 +14,10 @@ use rustcd_proto::rustcdpb::InternalRaftRequest;
 use rustcd_raft::{NodeError, NodeHandle, Transport};
 use tokio::sync::{oneshot, watch};
 
+use crate::alarm::Alarms;
 use crate::apply::Applied;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
-use crate::alarm::Alarms;
 use crate::lease::Lessor;
 use crate::membership::Members;
 
@@ -281,7 +281,12 @@ impl Core {
         let deadline = Instant::now() + self.request_timeout();
         let attempt = (self.cfg.heartbeat_interval * 5).max(Duration::from_millis(200));
         let index = loop {
-            match tokio::time::timeout(attempt, self.retry_without_leader(|| self.node.read_index())).await {
+            match tokio::time::timeout(
+                attempt,
+                self.retry_without_leader(|| self.node.read_index()),
+            )
+            .await
+            {
                 Ok(r) => break r?,
                 Err(_) if Instant::now() + attempt < deadline => continue,
                 Err(_) => return Err(ServerError::Timeout),

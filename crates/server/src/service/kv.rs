@@ -88,7 +88,9 @@ impl Kv for KvService {
         self.core.reject_learner()?;
         txn::check_txn(&r, self.core.cfg.max_txn_ops)?;
         if !txn::is_read_only(&r) {
-            self.core.check_quota(prost::Message::encoded_len(&r)).await?;
+            self.core
+                .check_quota(prost::Message::encoded_len(&r))
+                .await?;
         }
         if txn::is_read_only(&r) {
             // etcd serves read-only txns locally, like ranges.

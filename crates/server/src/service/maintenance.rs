@@ -5,13 +5,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rustcd_proto::etcdserverpb::alarm_request::AlarmAction;
 use rustcd_proto::etcdserverpb::maintenance_server::Maintenance;
 use rustcd_proto::etcdserverpb::{
     AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest,
     DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
     MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
-use rustcd_proto::etcdserverpb::alarm_request::AlarmAction;
 use rustcd_proto::rustcdpb::internal_raft_request::Request as Internal;
 use tonic::{Request, Response, Status};
 
@@ -68,7 +68,9 @@ impl Maintenance for MaintenanceService {
                 self.core.fill_header(&mut resp.header);
                 Ok(Response::new(resp))
             }
-            other => Err(ServerError::Internal(format!("unexpected apply result {other:?}")).into()),
+            other => {
+                Err(ServerError::Internal(format!("unexpected apply result {other:?}")).into())
+            }
         }
     }
 
