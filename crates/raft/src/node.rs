@@ -398,6 +398,8 @@ impl Storage for RaftStorage {
     }
 }
 
+type ReadWaiter = oneshot::Sender<Result<u64, NodeError>>;
+
 struct ReadyLoop {
     raw: RawNode<RaftStorage>,
     wal: Wal,
@@ -409,9 +411,9 @@ struct ReadyLoop {
     last_snapshot: u64,
     applied: u64,
     /// Read requests that arrived this turn; they share one ReadIndex round.
-    read_batch: Vec<oneshot::Sender<Result<u64, NodeError>>>,
+    read_batch: Vec<ReadWaiter>,
     /// ReadIndex rounds in flight: context → (started, waiters).
-    pending_reads: HashMap<u64, (Instant, Vec<oneshot::Sender<Result<u64, NodeError>>>)>,
+    pending_reads: HashMap<u64, (Instant, Vec<ReadWaiter>)>,
     next_read_ctx: u64,
     leader: u64,
 }

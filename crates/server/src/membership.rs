@@ -80,6 +80,28 @@ impl Members {
     }
 }
 
+
+/// etcd's id for a member added at runtime: like [`member_id`], with the
+/// Unix time of the addition appended, so a re-added URL gets a new id.
+pub fn new_member_id(peer_urls: &[String], token: &str, unix_secs: u64) -> u64 {
+    member_id(peer_urls, &format!("{token}{unix_secs}"))
+}
+
+/// Whether `url` is an absolute http(s) URL with a host and a port, as etcd
+/// requires of peer URLs.
+pub fn valid_peer_url(url: &str) -> bool {
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    match rest.trim_end_matches('/').rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok(),
+        None => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,26 +124,5 @@ mod tests {
             "etcd-cluster-1",
         );
         assert_eq!(Members::decode(&ms.encode()).unwrap(), ms);
-    }
-}
-
-/// etcd's id for a member added at runtime: like [`member_id`], with the
-/// Unix time of the addition appended, so a re-added URL gets a new id.
-pub fn new_member_id(peer_urls: &[String], token: &str, unix_secs: u64) -> u64 {
-    member_id(peer_urls, &format!("{token}{unix_secs}"))
-}
-
-/// Whether `url` is an absolute http(s) URL with a host and a port, as etcd
-/// requires of peer URLs.
-pub fn valid_peer_url(url: &str) -> bool {
-    let Some(rest) = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-    else {
-        return false;
-    };
-    match rest.trim_end_matches('/').rsplit_once(':') {
-        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok(),
-        None => false,
     }
 }

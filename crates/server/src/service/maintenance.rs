@@ -154,7 +154,7 @@ impl Maintenance for MaintenanceService {
             .enumerate()
             .map(|(i, c)| {
                 Ok(SnapshotResponse {
-                    header: header.clone(),
+                    header,
                     remaining_bytes: (total - (i * CHUNK + c.len())) as u64,
                     blob: c.to_vec(),
                 })
