@@ -244,3 +244,53 @@ fn snapshot_save_then_restore_into_a_new_cluster() {
     assert_eq!(etcdctl(c.ep(2), &["get", "s/07"]).stdout, "s/07\nv7\n");
     assert!(etcdctl(c.ep(1), &["put", "after", "restore"]).ok);
 }
+
+/// A plain HTTP/1.1 GET (the client port serves HTTP beside gRPC).
+fn http_get(url: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+#[test]
+fn http_health_version_and_metrics_on_the_client_port() {
+    let mut c = Cluster::start(Server::Rustcd, 3, &[]);
+    assert_eq!(
+        http_get(c.ep(0), "/health"),
+        (200, "{\"health\":\"true\",\"reason\":\"\"}".to_string())
+    );
+    let (status, body) = http_get(c.ep(1), "/version");
+    assert_eq!(status, 200);
+    assert!(body.contains("\"etcdcluster\":\"3.5.0\""), "{body}");
+    let (status, body) = http_get(c.ep(2), "/metrics");
+    assert_eq!(status, 200);
+    assert!(body.contains("etcd_server_has_leader 1"), "{body}");
+    assert!(body.contains("etcd_mvcc_db_total_size_in_bytes"), "{body}");
+    // Without a quorum the member reports itself unhealthy.
+    c.procs[1].kill9();
+    c.procs[2].kill9();
+    let start = std::time::Instant::now();
+    loop {
+        let (status, body) = http_get(c.ep(0), "/health");
+        if status == 503 {
+            assert!(body.contains("\"health\":\"false\""), "{body}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "still healthy: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

@@ -12,6 +12,7 @@ mod compactor;
 pub mod config;
 mod core;
 mod error;
+mod http;
 mod lease;
 mod member;
 pub mod membership;

@@ -209,32 +209,34 @@ impl Member {
         }
         for (url, l) in client_listeners {
             let max = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
+            let grpc = tonic::service::Routes::new(
+                KvServer::new(KvService::new(core.clone()))
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(usize::MAX),
+            )
+            .add_service(
+                WatchServer::new(WatchService::new(core.clone()))
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(usize::MAX),
+            )
+            .add_service(
+                MaintenanceServer::new(MaintenanceService::new(core.clone()))
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(usize::MAX),
+            )
+            .add_service(
+                ClusterServer::new(ClusterService::new(core.clone()))
+                    .max_decoding_message_size(max),
+            )
+            .add_service(
+                LeaseServer::new(LeaseService::new(core.clone())).max_decoding_message_size(max),
+            );
+            // gRPC and HTTP/1.1 (/health, /version, /metrics) share the port, as in etcd.
+            let app = crate::http::routes(core.clone(), grpc.into_axum_router());
             let router = tonic::transport::Server::builder()
-                .tcp_nodelay(true)
+                .accept_http1(true)
                 .http2_keepalive_interval(Some(Duration::from_secs(7200)))
-                .add_service(
-                    KvServer::new(KvService::new(core.clone()))
-                        .max_decoding_message_size(max)
-                        .max_encoding_message_size(usize::MAX),
-                )
-                .add_service(
-                    WatchServer::new(WatchService::new(core.clone()))
-                        .max_decoding_message_size(max)
-                        .max_encoding_message_size(usize::MAX),
-                )
-                .add_service(
-                    MaintenanceServer::new(MaintenanceService::new(core.clone()))
-                        .max_decoding_message_size(max)
-                        .max_encoding_message_size(usize::MAX),
-                )
-                .add_service(
-                    ClusterServer::new(ClusterService::new(core.clone()))
-                        .max_decoding_message_size(max),
-                )
-                .add_service(
-                    LeaseServer::new(LeaseService::new(core.clone()))
-                        .max_decoding_message_size(max),
-                );
+                .add_routes(tonic::service::Routes::from(app));
             tasks.push(spawn_server(url, "client", router, l, shutdown.subscribe()));
         }
         tasks.push(tokio::spawn(publish(core.clone(), shutdown.subscribe())));
