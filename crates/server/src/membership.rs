@@ -80,7 +80,6 @@ impl Members {
     }
 }
 
-
 /// etcd's id for a member added at runtime: like [`member_id`], with the
 /// Unix time of the addition appended, so a re-added URL gets a new id.
 pub fn new_member_id(peer_urls: &[String], token: &str, unix_secs: u64) -> u64 {
