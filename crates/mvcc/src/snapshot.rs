@@ -5,7 +5,7 @@
 //! transaction, so it is consistent and independent of redb's file layout:
 //!
 //! ```text
-//! magic "rustcd-snap/1" | record* | end marker 0xFF | crc32c(all before) u32 LE
+//! magic "rustcd-snap/1" | record* | end marker 0xFF | crc32c(all before) u32 LE | zero padding*
 //! record = table u8 | key_len u32 LE | key | value_len u32 LE | value
 //! ```
 //! Keys of `kv` are `key_len`-prefixed user key + main u64 BE + sub u64 BE;
@@ -24,12 +24,29 @@ const T_META: u8 = 3;
 const T_APP_META: u8 = 4;
 const T_END: u8 = 0xFF;
 
-fn record(buf: &mut Vec<u8>, table: u8, key: &[u8], value: &[u8]) {
-    buf.push(table);
-    buf.extend_from_slice(&(key.len() as u32).to_le_bytes());
-    buf.extend_from_slice(key);
-    buf.extend_from_slice(&(value.len() as u32).to_le_bytes());
-    buf.extend_from_slice(value);
+/// Writes records while keeping the running CRC32C of everything written.
+struct SnapWriter<'w> {
+    w: &'w mut dyn std::io::Write,
+    crc: u32,
+    written: u64,
+}
+
+impl SnapWriter<'_> {
+    fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        self.crc = crc32c::crc32c_append(self.crc, bytes);
+        self.written += bytes.len() as u64;
+        self.w
+            .write_all(bytes)
+            .map_err(|e| Error::Storage(format!("writing snapshot: {e}")))
+    }
+
+    fn record(&mut self, table: u8, key: &[u8], value: &[u8]) -> Result<()> {
+        self.put(&[table])?;
+        self.put(&(key.len() as u32).to_le_bytes())?;
+        self.put(key)?;
+        self.put(&(value.len() as u32).to_le_bytes())?;
+        self.put(value)
+    }
 }
 
 impl ReadTxn {
@@ -40,10 +57,16 @@ impl ReadTxn {
     }
 
     /// Serialises the whole store as of this read snapshot (see the module
-    /// docs for the format). Holds the data in memory.
-    pub fn snapshot_data(&self) -> Result<Vec<u8>> {
+    /// docs for the format) into `w`, a record at a time, so memory stays
+    /// bounded whatever the store's size. Returns the bytes written.
+    pub fn write_snapshot(&self, w: &mut dyn std::io::Write) -> Result<u64> {
         let txn = self.txn();
-        let mut buf = MAGIC.to_vec();
+        let mut out = SnapWriter {
+            w,
+            crc: 0,
+            written: 0,
+        };
+        out.put(MAGIC)?;
         let kv = txn.open_table(KV).ctx("opening kv table")?;
         let mut key = Vec::new();
         for row in kv.iter().ctx("reading kv table")? {
@@ -54,7 +77,7 @@ impl ReadTxn {
             key.extend_from_slice(user);
             key.extend_from_slice(&main.to_be_bytes());
             key.extend_from_slice(&sub.to_be_bytes());
-            record(&mut buf, T_KV, &key, v.value());
+            out.record(T_KV, &key, v.value())?;
         }
         let rev = txn.open_table(REV).ctx("opening rev table")?;
         for row in rev.iter().ctx("reading rev table")? {
@@ -62,18 +85,25 @@ impl ReadTxn {
             let (main, sub) = k.value();
             let mut key = main.to_be_bytes().to_vec();
             key.extend_from_slice(&sub.to_be_bytes());
-            record(&mut buf, T_REV, &key, v.value());
+            out.record(T_REV, &key, v.value())?;
         }
         for (def, tag) in [(META, T_META), (APP_META, T_APP_META)] {
             let t = txn.open_table(def).ctx("opening meta table")?;
             for row in t.iter().ctx("reading meta table")? {
                 let (k, v) = row.ctx("reading meta table")?;
-                record(&mut buf, tag, k.value().as_bytes(), v.value());
+                out.record(tag, k.value().as_bytes(), v.value())?;
             }
         }
-        buf.push(T_END);
-        let crc = crc32c::crc32c(&buf);
-        buf.extend_from_slice(&crc.to_le_bytes());
+        out.put(&[T_END])?;
+        let crc = out.crc;
+        out.put(&crc.to_le_bytes())?;
+        Ok(out.written)
+    }
+
+    /// The whole snapshot in memory (see [`ReadTxn::write_snapshot`]).
+    pub fn snapshot_data(&self) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.write_snapshot(&mut buf)?;
         Ok(buf)
     }
 }
@@ -85,46 +115,42 @@ struct Rec<'a> {
     value: &'a [u8],
 }
 
+/// Parses a snapshot. Zero bytes after the checksum are allowed (a saved
+/// snapshot file pads the dump to a 512-byte multiple).
 fn parse(data: &[u8]) -> Result<Vec<Rec<'_>>> {
     let bad = |why: &str| Error::Corrupt(format!("snapshot data: {why}"));
     if data.len() < MAGIC.len() + 5 || !data.starts_with(MAGIC) {
         return Err(bad("not a rustcd snapshot"));
     }
-    let (body, crc) = data.split_at(data.len() - 4);
-    if crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
-        return Err(bad("checksum mismatch"));
-    }
     let mut recs = Vec::new();
-    let mut p = &body[MAGIC.len()..];
-    let take = |p: &mut &[u8], n: usize| -> Result<Vec<u8>> {
-        if p.len() < n {
+    let mut pos = MAGIC.len();
+    let field = |pos: &mut usize, n: usize| -> Result<&[u8]> {
+        let end = pos.checked_add(n).filter(|e| *e <= data.len());
+        let Some(end) = end else {
             return Err(Error::Corrupt("snapshot data: truncated record".into()));
-        }
-        let (h, t) = p.split_at(n);
-        *p = t;
-        Ok(h.to_vec())
+        };
+        let f = &data[*pos..end];
+        *pos = end;
+        Ok(f)
     };
     loop {
-        let table = *p.first().ok_or_else(|| bad("missing end marker"))?;
-        p = &p[1..];
+        let table = field(&mut pos, 1)?[0];
         if table == T_END {
-            if !p.is_empty() {
+            let crc = field(&mut pos, 4)?;
+            if crc32c::crc32c(&data[..pos - 4])
+                != u32::from_le_bytes(crc.try_into().expect("4 bytes"))
+            {
+                return Err(bad("checksum mismatch"));
+            }
+            if data[pos..].iter().any(|b| *b != 0) {
                 return Err(bad("data after end marker"));
             }
             return Ok(recs);
         }
-        let klen = u32::from_le_bytes(take(&mut p, 4)?.try_into().expect("4 bytes")) as usize;
-        if p.len() < klen {
-            return Err(bad("truncated key"));
-        }
-        let (key, rest) = p.split_at(klen);
-        p = rest;
-        let vlen = u32::from_le_bytes(take(&mut p, 4)?.try_into().expect("4 bytes")) as usize;
-        if p.len() < vlen {
-            return Err(bad("truncated value"));
-        }
-        let (value, rest) = p.split_at(vlen);
-        p = rest;
+        let klen = u32::from_le_bytes(field(&mut pos, 4)?.try_into().expect("4 bytes")) as usize;
+        let key = field(&mut pos, klen)?;
+        let vlen = u32::from_le_bytes(field(&mut pos, 4)?.try_into().expect("4 bytes")) as usize;
+        let value = field(&mut pos, vlen)?;
         recs.push(Rec { table, key, value });
     }
 }

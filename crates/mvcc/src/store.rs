@@ -187,11 +187,7 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store> {
         // redb's default page cache is 1 GiB; the OS page cache already
         // holds the hot file pages, so a small cache keeps a member's RSS low.
-        let open = || {
-            Database::builder()
-                .set_cache_size(CACHE_BYTES)
-                .create(path)
-        };
+        let open = || Database::builder().set_cache_size(CACHE_BYTES).create(path);
         let db = match catch_unwind(AssertUnwindSafe(open)) {
             Ok(Ok(db)) => db,
             Ok(Err(e)) => return Err(open_error(path, e)),

@@ -446,7 +446,7 @@ pub fn restore_snapshot(file: &Path, cfg: &ServerConfig) -> Result<(), StartErro
         )));
     }
     let data = fs::read(file).map_err(|e| bad(e.to_string()))?;
-    if data.len() < 8 + 32 || (data.len() - 32) % 512 != 0 {
+    if data.len() < 32 || (data.len() - 32) % 512 != 0 {
         return Err(bad("not a snapshot file (sha256 checksum not found)".into()));
     }
     let (body, sum) = data.split_at(data.len() - 32);
@@ -455,10 +455,8 @@ pub fn restore_snapshot(file: &Path, cfg: &ServerConfig) -> Result<(), StartErro
             "snapshot file is corrupt: sha256 checksum mismatch".into()
         ));
     }
-    let len = u64::from_le_bytes(body[..8].try_into().expect("8 bytes")) as usize;
-    let dump = body
-        .get(8..8 + len)
-        .ok_or_else(|| bad("snapshot file is corrupt: bad length".into()))?;
+    // The dump ends itself; the zero padding after it is allowed.
+    let dump = body;
     let member_dir = cfg.data_dir.join("member");
     bootstrap(
         cfg,

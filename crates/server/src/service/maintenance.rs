@@ -19,18 +19,60 @@ use crate::apply::Applied;
 use crate::core::Core;
 use crate::error::ServerError;
 
-/// Wraps a store dump the way etcdctl expects a snapshot stream to look (it
+/// Streams a store dump as etcdctl expects a snapshot file to look (it
 /// refuses one whose length is not a multiple of 512 plus a SHA-256):
-/// `len: u64 LE | dump | zero padding | sha256(all before)`.
-pub(crate) fn snapshot_file(dump: &[u8]) -> Vec<u8> {
-    use sha2::Digest;
-    let mut out = Vec::with_capacity(dump.len() + 8 + 512 + 32);
-    out.extend_from_slice(&(dump.len() as u64).to_le_bytes());
-    out.extend_from_slice(dump);
-    out.resize(out.len().div_ceil(512) * 512, 0);
-    let sum = sha2::Sha256::digest(&out);
-    out.extend_from_slice(&sum);
-    out
+/// `dump | zero padding | sha256(all before)`, in 64 KiB messages through a
+/// small bounded channel, so memory stays flat whatever the store's size.
+struct SnapshotSink {
+    tx: tokio::sync::mpsc::Sender<Result<SnapshotResponse, Status>>,
+    header: Option<rustcd_proto::etcdserverpb::ResponseHeader>,
+    buf: Vec<u8>,
+    sha: sha2::Sha256,
+    len: u64,
+}
+
+const SNAPSHOT_CHUNK: usize = 64 * 1024;
+
+impl SnapshotSink {
+    /// Sends what is buffered; `last` marks the end of the stream
+    /// (`remaining_bytes` 0; the total is not known before the dump ends).
+    fn send(&mut self, last: bool) -> std::io::Result<()> {
+        let blob = std::mem::take(&mut self.buf);
+        let msg = SnapshotResponse {
+            header: self.header,
+            remaining_bytes: u64::from(!last),
+            blob,
+        };
+        self.tx
+            .blocking_send(Ok(msg))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
+    }
+
+    /// Pads, appends the SHA-256 and sends the rest.
+    fn finish(mut self) -> std::io::Result<()> {
+        use sha2::Digest;
+        let pad = (512 - (self.len % 512) as usize) % 512;
+        std::io::Write::write_all(&mut self, &vec![0; pad])?;
+        let sum = self.sha.clone().finalize();
+        self.buf.extend_from_slice(&sum);
+        self.send(true)
+    }
+}
+
+impl std::io::Write for SnapshotSink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        self.sha.update(data);
+        self.len += data.len() as u64;
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= SNAPSHOT_CHUNK {
+            self.send(false)?;
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The etcd version rustcd reports to clients: the API it implements.
@@ -144,23 +186,28 @@ impl Maintenance for MaintenanceService {
         // rustcd's snapshot format (a logical dump with a CRC32C trailer),
         // from one read transaction: consistent, and writes go on meanwhile.
         let rtx = self.core.store().read().map_err(ServerError::from)?;
-        let header = Some(self.core.header(rtx.revision()));
-        let data = snapshot_file(&rtx.snapshot_data().map_err(ServerError::from)?);
-        drop(rtx);
-        const CHUNK: usize = 32 * 1024;
-        let total = data.len();
-        let chunks: Vec<Result<SnapshotResponse, Status>> = data
-            .chunks(CHUNK)
-            .enumerate()
-            .map(|(i, c)| {
-                Ok(SnapshotResponse {
-                    header,
-                    remaining_bytes: (total - (i * CHUNK + c.len())) as u64,
-                    blob: c.to_vec(),
-                })
-            })
-            .collect();
-        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let sink = SnapshotSink {
+            tx: tx.clone(),
+            header: Some(self.core.header(rtx.revision())),
+            buf: Vec::with_capacity(SNAPSHOT_CHUNK),
+            sha: sha2::Digest::new(),
+            len: 0,
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut sink = sink;
+            let r = rtx
+                .write_snapshot(&mut sink)
+                .map_err(|e| e.to_string())
+                .and_then(|_| sink.finish().map_err(|e| e.to_string()));
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "snapshot stream failed");
+                let _ = tx.blocking_send(Err(Status::internal(e)));
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn move_leader(
