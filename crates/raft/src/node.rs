@@ -599,7 +599,12 @@ impl ReadyLoop {
                 .try_into()
                 .map(u64::from_be_bytes)
                 .unwrap_or(0);
-            for w in self.pending_reads.remove(&ctx).map(|(_, w)| w).unwrap_or_default() {
+            for w in self
+                .pending_reads
+                .remove(&ctx)
+                .map(|(_, w)| w)
+                .unwrap_or_default()
+            {
                 let _ = w.send(Ok(rs.index));
             }
         }

@@ -7,7 +7,7 @@
 //! unreachable; Raft retransmits.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,6 +28,8 @@ const MAX_BATCH: usize = 512;
 struct Peer {
     urls: Vec<String>,
     tx: mpsc::Sender<Message>,
+    /// Whether the stream to the peer is connected right now.
+    active: Arc<AtomicBool>,
 }
 
 /// Sends Raft messages to the other members.
@@ -65,16 +67,31 @@ impl Transport {
             return;
         }
         let (tx, rx) = mpsc::channel(PEER_QUEUE);
+        let active = Arc::new(AtomicBool::new(false));
         let task = PeerTask {
             from: self.id,
             to: id,
             urls: urls.clone(),
             cluster_id: self.cluster_id.clone(),
             inbox: self.inbox.clone(),
+            active: active.clone(),
         };
         self.runtime.spawn(task.run(rx));
         // Replacing the entry drops the old sender, which ends the old task.
-        peers.insert(id, Peer { urls, tx });
+        peers.insert(id, Peer { urls, tx, active });
+    }
+
+    /// Whether the stream to member `id` is connected now (etcd's
+    /// "active since" for `--strict-reconfig-check`). This member counts as
+    /// active.
+    pub fn is_active(&self, id: u64) -> bool {
+        id == self.id
+            || self
+                .peers
+                .lock()
+                .unwrap()
+                .get(&id)
+                .is_some_and(|p| p.active.load(Ordering::Relaxed))
     }
 
     /// Stops sending to member `id`.
@@ -105,6 +122,7 @@ struct PeerTask {
     urls: Vec<String>,
     cluster_id: Arc<AtomicU64>,
     inbox: Inbox,
+    active: Arc<AtomicBool>,
 }
 
 impl PeerTask {
@@ -142,7 +160,10 @@ impl PeerTask {
             };
             backoff = Duration::from_millis(50);
             tracing::info!(peer = %format!("{:x}", self.to), url, "peer stream connected");
-            if !self.stream(channel, &mut rx).await {
+            self.active.store(true, Ordering::Relaxed);
+            let go_on = self.stream(channel, &mut rx).await;
+            self.active.store(false, Ordering::Relaxed);
+            if !go_on {
                 return;
             }
         }

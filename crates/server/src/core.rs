@@ -89,27 +89,33 @@ impl Core {
         Ok(())
     }
 
-    /// A gRPC channel to the leader's first client URL.
+    /// A gRPC channel to the leader's first client URL. Right after an
+    /// election or a start the leader may not have published its client URLs
+    /// yet: wait for them for up to one election timeout.
     pub(crate) async fn leader_channel(&self) -> Result<tonic::transport::Channel, ServerError> {
-        let leader = self.node.status().leader_id;
-        if leader == 0 {
-            return Err(ServerError::NoLeader);
-        }
+        let give_up = Instant::now() + self.cfg.election_timeout.max(Duration::from_secs(1));
+        let (leader, url) = loop {
+            let leader = self.node.status().leader_id;
+            let url = self
+                .shared
+                .members
+                .read()
+                .unwrap()
+                .0
+                .get(&leader)
+                .and_then(|m| m.client_urls.first().cloned());
+            match url {
+                Some(url) if leader != 0 => break (leader, url),
+                _ if Instant::now() >= give_up => return Err(ServerError::NoLeader),
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
         let mut cached = self.leader_channel.lock().await;
         if let Some((id, ch)) = cached.as_ref() {
             if *id == leader {
                 return Ok(ch.clone());
             }
         }
-        let url = self
-            .shared
-            .members
-            .read()
-            .unwrap()
-            .0
-            .get(&leader)
-            .and_then(|m| m.client_urls.first().cloned())
-            .ok_or(ServerError::NoLeader)?;
         let ch = tonic::transport::Endpoint::from_shared(url)
             .map_err(|e| ServerError::Internal(e.to_string()))?
             .connect_timeout(Duration::from_secs(1))

@@ -60,9 +60,10 @@ impl ClusterService {
     }
 
     /// etcd's `--strict-reconfig-check`: refuse a change after which the
-    /// members that are up could not form a quorum. Only the leader knows
-    /// who is up; elsewhere the check is left to Raft.
-    async fn check_quorum_after(
+    /// voting members that are up could not form a quorum. "Up" is what the
+    /// peer transport sees: a connected stream (every member keeps one to
+    /// every other), as etcd uses its transport's "active since".
+    fn check_quorum_after(
         &self,
         voters_delta: i64,
         removing: Option<u64>,
@@ -70,14 +71,17 @@ impl ClusterService {
         if !self.core.cfg.strict_reconfig_check {
             return Ok(());
         }
-        let progress = self.core.node.progress().await;
-        if progress.is_empty() {
-            return Ok(());
-        }
-        let voters: Vec<_> = progress.iter().filter(|p| !p.is_learner).collect();
+        let members = self.core.shared.members.read().unwrap();
+        let voters: Vec<u64> = members
+            .0
+            .values()
+            .filter(|m| !m.is_learner)
+            .map(|m| m.id)
+            .collect();
+        let transport = &self.core.shared.transport;
         let active = voters
             .iter()
-            .filter(|p| p.recent_active && Some(p.id) != removing)
+            .filter(|id| transport.is_active(**id) && Some(**id) != removing)
             .count() as i64;
         let size = voters.len() as i64 + voters_delta;
         if active < size / 2 + 1 {
@@ -107,7 +111,7 @@ impl Cluster for ClusterService {
         let r = request.into_inner();
         self.check_urls(&r.peer_ur_ls, 0)?;
         if !r.is_learner {
-            self.check_quorum_after(1, None).await?;
+            self.check_quorum_after(1, None)?;
         }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -148,7 +152,7 @@ impl Cluster for ClusterService {
             None => return Err(ServerError::MemberNotFound.into()),
         };
         if !is_learner {
-            self.check_quorum_after(-1, Some(id)).await?;
+            self.check_quorum_after(-1, Some(id))?;
         }
         self.core
             .propose_conf_change(ConfChangeType::RemoveNode, id, None)
@@ -234,7 +238,7 @@ impl Cluster for ClusterService {
         if (learner_match as f64) < (leader_match as f64) * 0.9 {
             return Err(ServerError::LearnerNotReady.into());
         }
-        self.check_quorum_after(1, None).await?;
+        self.check_quorum_after(1, None)?;
         self.core
             .propose_conf_change(ConfChangeType::AddNode, r.id, None)
             .await?;
