@@ -23,6 +23,21 @@ impl slog::Drain for TracingDrain {
         record: &slog::Record<'_>,
         values: &slog::OwnedKVList,
     ) -> Result<(), slog::Never> {
+        // raft-rs logs every message it sends and receives at debug level;
+        // skip formatting what the subscriber would drop anyway (hot path).
+        let enabled = match record.level() {
+            slog::Level::Critical | slog::Level::Error => {
+                tracing::enabled!(target: "raft", tracing::Level::ERROR)
+            }
+            slog::Level::Warning => tracing::enabled!(target: "raft", tracing::Level::WARN),
+            slog::Level::Info => tracing::enabled!(target: "raft", tracing::Level::INFO),
+            slog::Level::Debug | slog::Level::Trace => {
+                tracing::enabled!(target: "raft", tracing::Level::DEBUG)
+            }
+        };
+        if !enabled {
+            return Ok(());
+        }
         let mut f = Fields(String::new());
         let _ = slog::KV::serialize(&record.kv(), record, &mut f);
         let _ = slog::KV::serialize(values, record, &mut f);
