@@ -7,6 +7,26 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// etcd lists a lease's keys in map order: sort them so outputs compare.
+fn sort_listed_keys(line: &str) -> String {
+    for (open, close, sep) in [("keys([", "])", " "), ("\"keys\":[", "]", ",")] {
+        if let Some(i) = line.find(open) {
+            let start = i + open.len();
+            if let Some(len) = line[start..].find(close) {
+                let mut items: Vec<&str> = line[start..start + len].split(sep).collect();
+                items.sort_unstable();
+                return format!(
+                    "{}{}{}",
+                    &line[..start],
+                    items.join(sep),
+                    &line[start + len..]
+                );
+            }
+        }
+    }
+    line.to_string()
+}
+
 /// Replaces 16-hex-digit lease ids with `ID` so outputs of two servers compare.
 fn hide_ids(s: &str) -> String {
     let mut out = String::new();
@@ -14,7 +34,7 @@ fn hide_ids(s: &str) -> String {
         if line.starts_with("{\"level\"") {
             continue;
         }
-        let mut line = line.to_string();
+        let mut line = sort_listed_keys(line);
         for key in [
             "\"cluster_id\":",
             "\"member_id\":",

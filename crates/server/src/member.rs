@@ -189,6 +189,7 @@ impl Member {
         let core = Arc::new(Core::new(cfg.clone(), shared, node.handle()));
 
         let (shutdown, _) = watch::channel(false);
+        let (ready_tx, ready_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         for (url, l) in peer_listeners {
             let shared = core.shared.clone();
@@ -237,9 +238,25 @@ impl Member {
                 .accept_http1(true)
                 .http2_keepalive_interval(Some(Duration::from_secs(7200)))
                 .add_routes(tonic::service::Routes::from(app));
-            tasks.push(spawn_server(url, "client", router, l, shutdown.subscribe()));
+            // Like etcd, serve clients only once this member has published
+            // itself to the cluster (its client URLs are then known to all);
+            // connections made meanwhile wait in the listen backlog.
+            let mut ready = ready_rx.clone();
+            let mut stop = shutdown.subscribe();
+            let task_shutdown = shutdown.subscribe();
+            tasks.push(tokio::spawn(async move {
+                tokio::select! {
+                    r = ready.wait_for(|r| *r) => if r.is_err() { return },
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                let _ = spawn_server(url, "client", router, l, task_shutdown).await;
+            }));
         }
-        tasks.push(tokio::spawn(publish(core.clone(), shutdown.subscribe())));
+        tasks.push(tokio::spawn(publish(
+            core.clone(),
+            shutdown.subscribe(),
+            ready_tx,
+        )));
         tasks.push(tokio::spawn(run_lessor(core.clone(), shutdown.subscribe())));
         tasks.push(tokio::spawn(run_compactor(
             core.clone(),
@@ -628,7 +645,7 @@ fn spawn_server(
 
 /// Announces this member's name and client URLs through Raft once there is
 /// a leader, as etcd does, so `member list` shows them everywhere.
-async fn publish(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
+async fn publish(core: Arc<Core>, mut shutdown: watch::Receiver<bool>, ready: watch::Sender<bool>) {
     let req = PublishAttributes {
         member_id: core.shared.member_id,
         name: core.cfg.name.clone(),
@@ -637,7 +654,8 @@ async fn publish(core: Arc<Core>, mut shutdown: watch::Receiver<bool>) {
     loop {
         match core.propose(Internal::Publish(req.clone())).await {
             Ok(_) => {
-                tracing::info!("published local member attributes to the cluster");
+                tracing::info!("published local member attributes to the cluster; serving clients");
+                ready.send_replace(true);
                 return;
             }
             Err(e) => tracing::debug!(error = %e, "publish attributes failed; retrying"),
