@@ -134,9 +134,10 @@ impl Wal {
 
         let mut rec = Recovered::default();
         let mut tail_offset = 0;
+        let mut dirty_end = 0;
         let n = segments.len();
         for (i, seg) in segments.iter().enumerate() {
-            tail_offset = replay_segment(&seg.path, i + 1 == n, &mut rec)?;
+            (tail_offset, dirty_end) = replay_segment(&seg.path, i + 1 == n, &mut rec)?;
         }
 
         let (file, offset) = if let Some(last) = segments.last() {
@@ -145,6 +146,16 @@ impl Wal {
                 .write(true)
                 .open(&last.path)
                 .map_err(io_err("open", &last.path))?;
+            if dirty_end > tail_offset {
+                // Zero what a torn write left after the last good record:
+                // shorter records appended later must not end up followed
+                // by its garbage, which the next replay would call corruption.
+                f.seek(SeekFrom::Start(tail_offset))
+                    .map_err(io_err("seek", &last.path))?;
+                f.write_all(&vec![0; (dirty_end - tail_offset) as usize])
+                    .map_err(io_err("zero torn tail", &last.path))?;
+                f.sync_data().map_err(io_err("fdatasync", &last.path))?;
+            }
             f.seek(SeekFrom::Start(tail_offset))
                 .map_err(io_err("seek", &last.path))?;
             (f, tail_offset)
@@ -275,14 +286,30 @@ fn encode(buf: &mut Vec<u8>, typ: u8, payload: &[u8]) {
     buf.extend_from_slice(payload);
 }
 
+/// Reserves the segment's blocks up front (`fallocate`), so a full disk
+/// shows when a segment is created rather than in the middle of an append;
+/// file systems without it get a zero-filled (sparse) file.
+fn preallocate(f: &File, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fallocate on an open descriptor we own; no pointers involved.
+    let r = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, len as libc::off_t) };
+    if r == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EOPNOTSUPP) {
+        return f.set_len(len);
+    }
+    Err(err)
+}
+
 fn create_segment(dir: &Path, seq: u64, first_index: u64) -> Result<Segment> {
     let path = dir.join(segment_name(seq, first_index));
     let tmp = dir.join(format!("{}.tmp", segment_name(seq, first_index)));
     let f = File::create(&tmp).map_err(io_err("create", &tmp))?;
     // Zero-filled to its full size up front so appends never change the
     // file's length (fdatasync then has no size metadata to flush).
-    f.set_len(SEGMENT_BYTES)
-        .map_err(io_err("preallocate", &tmp))?;
+    preallocate(&f, SEGMENT_BYTES).map_err(io_err("preallocate", &tmp))?;
     f.sync_all().map_err(io_err("fsync", &tmp))?;
     fs::rename(&tmp, &path).map_err(io_err("rename", &tmp))?;
     sync_dir(dir)?;
@@ -293,14 +320,22 @@ fn create_segment(dir: &Path, seq: u64, first_index: u64) -> Result<Segment> {
     })
 }
 
-/// Replays one segment into `rec`; returns the offset just past its last good
-/// record. A bad record at the tail of the last segment is a torn write and is
-/// cut off; anything else bad is corruption.
-fn replay_segment(path: &Path, is_last: bool, rec: &mut Recovered) -> Result<u64> {
+/// Replays one segment into `rec`; returns the offset just past its last
+/// good record and the offset just past the last non-zero byte (where a
+/// torn write left garbage beyond the good records).
+fn replay_segment(path: &Path, is_last: bool, rec: &mut Recovered) -> Result<(u64, u64)> {
     let mut data = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut data))
         .map_err(io_err("read", path))?;
+    let tail = replay_records(path, &data, is_last, rec)?;
+    let dirty_end = data.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1) as u64;
+    Ok((tail, dirty_end.max(tail)))
+}
+
+/// Replays the records of one segment. A bad record at the tail of the last
+/// segment is a torn write and is cut off; anything else bad is corruption.
+fn replay_records(path: &Path, data: &[u8], is_last: bool, rec: &mut Recovered) -> Result<u64> {
     let mut off = 0usize;
     loop {
         if off + HEADER > data.len() {
@@ -309,16 +344,16 @@ fn replay_segment(path: &Path, is_last: bool, rec: &mut Recovered) -> Result<u64
         let len = u32::from_le_bytes(data[off..off + 4].try_into().unwrap());
         if len == 0 {
             // End of written data: the rest of the segment must be zero-fill.
-            return check_tail(path, &data, off, off, is_last);
+            return check_tail(path, data, off, off, is_last);
         }
         let crc = u32::from_le_bytes(data[off + 4..off + 8].try_into().unwrap());
         let end = off + 8 + len as usize;
         if len > MAX_RECORD || end > data.len() {
-            return check_tail(path, &data, off, off + 8, is_last);
+            return check_tail(path, data, off, off + 8, is_last);
         }
         let body = &data[off + 8..end];
         if crc32c::crc32c(body) != crc {
-            return check_tail(path, &data, off, end, is_last);
+            return check_tail(path, data, off, end, is_last);
         }
         let (typ, payload) = (body[0], &body[1..]);
         let corrupt = |reason: String| WalError::Corrupt {
@@ -437,6 +472,41 @@ mod tests {
         let (_, rec) = Wal::open(dir.path()).unwrap();
         assert_eq!(rec.entries.len(), 2);
         assert_eq!(&rec.entries[1].data[..], b"b2");
+    }
+
+    #[test]
+    fn a_torn_tail_is_zeroed_so_shorter_appends_replay_after_the_next_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let end;
+        {
+            let (mut wal, _) = Wal::open(dir.path()).unwrap();
+            wal.append_entries(&[entry(1, 1, b"a")]);
+            wal.sync().unwrap();
+            end = wal.offset;
+        }
+        // A torn write: a record header claiming 500 bytes, only 200 of
+        // them written, zero-fill after.
+        let path = segment_path(dir.path());
+        let mut f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.seek(SeekFrom::Start(end)).unwrap();
+        let mut torn = 501u32.to_le_bytes().to_vec();
+        torn.extend_from_slice(&0xDEAD_BEEFu32.to_le_bytes());
+        torn.push(REC_ENTRY);
+        torn.extend_from_slice(&[0x5A; 200]);
+        f.write_all(&torn).unwrap();
+        drop(f);
+        {
+            let (mut wal, rec) = Wal::open(dir.path()).unwrap();
+            assert_eq!(rec.entries.len(), 1);
+            // Shorter than the garbage: without zeroing, garbage follows it.
+            wal.append_entries(&[entry(2, 1, b"b")]);
+            wal.sync().unwrap();
+        }
+        let (_, rec) = Wal::open(dir.path()).expect("no garbage left behind the new record");
+        assert_eq!(
+            rec.entries.iter().map(|e| e.index).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
     }
 
     #[test]
