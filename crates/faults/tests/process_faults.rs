@@ -247,7 +247,6 @@ async fn remove_and_re_add_members_under_load() {
 /// `BUG:`); here it is made certain: the follower is down (kill -9) while
 /// the two others commit its removal, then restarts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "bug: a removed follower that misses the commit of its removal never shuts down (no removed-member detection in the peer transport)"]
 async fn removed_follower_that_missed_its_removal_shuts_down() {
     let mut c = Cluster::start(Spec::new(3)).await.unwrap();
     let leader = c
@@ -275,7 +274,6 @@ async fn removed_follower_that_missed_its_removal_shuts_down() {
 /// The same race, as it happens under load, without a pause (flaky: about
 /// one removal in ten).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "bug: a removed follower that misses the commit of its removal never shuts down (flaky reproduction under load)"]
 async fn removed_follower_shuts_down_under_load() {
     let mut rng = rng();
     let mut c = Cluster::start(Spec::new(3)).await.unwrap();
@@ -312,7 +310,6 @@ async fn removed_follower_shuts_down_under_load() {
 /// `RawNode::advance`, and a leader without its own progress entry panics.
 /// The process still exits 0, since it was stopping anyway.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "bug: removing the leader panics its raft thread (raft-rs on_persist_entries unwrap) on the way out"]
 async fn removing_the_leader_does_not_panic() {
     let mut rng = rng();
     let mut c = Cluster::start(Spec::new(3)).await.unwrap();

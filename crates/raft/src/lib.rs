@@ -12,4 +12,4 @@ pub use node::{
     PeerProgress, SnapshotSource, StateMachine,
 };
 pub use raft::eraftpb;
-pub use transport::{MembersFn, PeerService, Transport};
+pub use transport::{PeerDirectory, PeerService, Transport};

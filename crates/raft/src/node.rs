@@ -25,6 +25,8 @@ use tokio::sync::oneshot;
 use crate::transport::Transport;
 use crate::wal::{Wal, WalError};
 
+const REMOVED: &str = "this member was removed from the cluster";
+
 /// How many entries to keep in memory below a snapshot, so a follower that
 /// is only a little behind catches up from the log rather than a snapshot.
 const CATCH_UP_ENTRIES: u64 = 5000;
@@ -318,6 +320,7 @@ impl Node {
             pending_reads: HashMap::new(),
             next_read_ctx: 1,
             leader: 0,
+            removed: false,
         };
         lp.publish_status();
         let thread = std::thread::Builder::new()
@@ -416,6 +419,10 @@ struct ReadyLoop {
     pending_reads: HashMap<u64, (Instant, Vec<ReadWaiter>)>,
     next_read_ctx: u64,
     leader: u64,
+    /// A conf change removed this member: it stops after persisting what it
+    /// has (raft-rs must not be advanced further: a leader without its own
+    /// progress entry panics in it).
+    removed: bool,
 }
 
 impl ReadyLoop {
@@ -465,7 +472,11 @@ impl ReadyLoop {
             if let Err(e) = self.on_ready().and_then(|()| self.maybe_snapshot()) {
                 // Like etcd, a member that cannot persist stops rather than
                 // risk acknowledging what it did not write.
-                tracing::error!(error = %e, "raft loop failed; member stops");
+                if e == REMOVED {
+                    tracing::warn!("{REMOVED}; raft loop stops");
+                } else {
+                    tracing::error!(error = %e, "raft loop failed; member stops");
+                }
                 return;
             }
         }
@@ -538,6 +549,9 @@ impl ReadyLoop {
     }
 
     fn on_ready(&mut self) -> Result<(), String> {
+        if self.removed {
+            return Err(REMOVED.into());
+        }
         if !self.raw.has_ready() {
             return Ok(());
         }
@@ -609,6 +623,9 @@ impl ReadyLoop {
             }
         }
         self.wal.sync().map_err(|e: WalError| e.to_string())?;
+        if self.removed {
+            return Err(REMOVED.into());
+        }
         self.transport.send(rd.take_persisted_messages());
         let mut light = self.raw.advance(rd);
         if let Some(commit) = light.commit_index() {
@@ -651,6 +668,17 @@ impl ReadyLoop {
         match self.raw.apply_conf_change(cc) {
             Ok(cs) => {
                 self.raw.mut_store().mem.wl().set_conf_state(cs.clone());
+                let me = self.raw.raft.id;
+                let member = cs
+                    .voters
+                    .iter()
+                    .chain(&cs.learners)
+                    .chain(&cs.voters_outgoing)
+                    .chain(&cs.learners_next)
+                    .any(|id| *id == me);
+                if !member {
+                    self.removed = true;
+                }
                 Some(cs)
             }
             Err(e) => {

@@ -39,6 +39,8 @@ pub struct Transport {
     runtime: tokio::runtime::Handle,
     inbox: Inbox,
     peers: Mutex<HashMap<u64, Peer>>,
+    /// Called when a peer says this member was removed from the cluster.
+    on_removed: Arc<std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>>,
 }
 
 impl Transport {
@@ -54,7 +56,13 @@ impl Transport {
             runtime,
             inbox,
             peers: Mutex::new(HashMap::new()),
+            on_removed: Arc::default(),
         })
+    }
+
+    /// Sets what to do when a peer reports this member removed.
+    pub fn on_removed(&self, f: impl Fn() + Send + Sync + 'static) {
+        let _ = self.on_removed.set(Box::new(f));
     }
 
     /// Starts (or restarts with new URLs) the sender for member `id`.
@@ -75,6 +83,7 @@ impl Transport {
             cluster_id: self.cluster_id.clone(),
             inbox: self.inbox.clone(),
             active: active.clone(),
+            on_removed: self.on_removed.clone(),
         };
         self.runtime.spawn(task.run(rx));
         // Replacing the entry drops the old sender, which ends the old task.
@@ -123,6 +132,7 @@ struct PeerTask {
     cluster_id: Arc<AtomicU64>,
     inbox: Inbox,
     active: Arc<AtomicBool>,
+    on_removed: Arc<std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>>,
 }
 
 impl PeerTask {
@@ -186,7 +196,14 @@ impl PeerTask {
             tokio::select! {
                 res = &mut call => {
                     if let Err(e) = res {
-                        tracing::warn!(peer = %format!("{:x}", self.to), error = %e, "peer stream closed");
+                        if e.code() == tonic::Code::PermissionDenied && e.message() == REMOVED_MESSAGE {
+                            tracing::warn!(peer = %format!("{:x}", self.to), "{REMOVED_MESSAGE}");
+                            if let Some(f) = self.on_removed.get() {
+                                f();
+                            }
+                        } else {
+                            tracing::warn!(peer = %format!("{:x}", self.to), error = %e, "peer stream closed");
+                        }
                     }
                     self.inbox.unreachable(self.to, false);
                     return true;
@@ -247,22 +264,30 @@ impl PeerTask {
     }
 }
 
-/// What a member answers a peer asking who is in the cluster.
-pub type MembersFn = Arc<dyn Fn() -> MembersResponse + Send + Sync>;
+/// What the peer service needs to know of the cluster (the server's member
+/// set): who is in it, and who was removed from it.
+pub trait PeerDirectory: Send + Sync + 'static {
+    fn members(&self) -> MembersResponse;
+    fn is_removed(&self, id: u64) -> bool;
+}
+
+/// What a peer is told when it was removed from the cluster; a member that
+/// hears it stops (etcd answers such a peer with HTTP 410 Gone).
+const REMOVED_MESSAGE: &str = "the member has been permanently removed from the cluster";
 
 /// The receiving side: the `RaftTransport` gRPC service on the peer listener.
 pub struct PeerService {
     cluster_id: u64,
     inbox: Inbox,
-    members: MembersFn,
+    directory: Arc<dyn PeerDirectory>,
 }
 
 impl PeerService {
-    pub fn new(cluster_id: u64, inbox: Inbox, members: MembersFn) -> PeerService {
+    pub fn new(cluster_id: u64, inbox: Inbox, directory: Arc<dyn PeerDirectory>) -> PeerService {
         PeerService {
             cluster_id,
             inbox,
-            members,
+            directory,
         }
     }
 }
@@ -284,6 +309,9 @@ impl RaftTransport for PeerService {
                 );
                 return Err(Status::failed_precondition("cluster ID mismatch"));
             }
+            if self.directory.is_removed(batch.from) {
+                return Err(Status::permission_denied(REMOVED_MESSAGE));
+            }
             for raw in batch.messages {
                 match Message::parse_from_bytes(&raw) {
                     Ok(m) => self.inbox.step(m),
@@ -300,6 +328,6 @@ impl RaftTransport for PeerService {
         &self,
         _: Request<MembersRequest>,
     ) -> Result<Response<MembersResponse>, Status> {
-        Ok(Response::new((self.members)()))
+        Ok(Response::new(self.directory.members()))
     }
 }

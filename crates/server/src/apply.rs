@@ -31,6 +31,21 @@ use crate::txn::{self, KvView};
 pub(crate) const META_MEMBERS: &str = "members";
 pub(crate) const META_CONF_STATE: &str = "conf_state";
 pub(crate) const META_CLUSTER_ID: &str = "cluster_id";
+pub(crate) const META_REMOVED: &str = "removed_members";
+
+fn encode_ids(ids: &std::collections::BTreeSet<u64>) -> Vec<u8> {
+    ids.iter().flat_map(|id| id.to_be_bytes()).collect()
+}
+
+/// The ids of members removed from the cluster, as stored in `store`.
+pub(crate) fn load_removed(store: &Store) -> Result<std::collections::BTreeSet<u64>, String> {
+    let raw = store.get_meta(META_REMOVED).map_err(|e| e.to_string())?;
+    Ok(raw
+        .unwrap_or_default()
+        .chunks_exact(8)
+        .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
+        .collect())
+}
 
 /// How often apply makes its redb commits durable even without a snapshot;
 /// bounds how much of the WAL a restart replays.
@@ -217,6 +232,9 @@ impl Applier {
                 }
                 ConfChangeType::RemoveNode => {
                     members.0.remove(&id);
+                    let mut removed = self.shared.removed_ids.write().unwrap();
+                    removed.insert(id);
+                    batch.put_meta(META_REMOVED, &encode_ids(&removed))?;
                     self.shared.transport.remove_peer(id);
                     if id == self.shared.member_id {
                         tracing::warn!("this member has been permanently removed from the cluster");
@@ -308,6 +326,7 @@ impl StateMachine for Applier {
         self.shared.watch_hub.restored(store.current_revision());
         let (members, _) = load_membership(store)?;
         self.shared.alarms.reload(store)?;
+        *self.shared.removed_ids.write().unwrap() = load_removed(store)?;
         {
             let mut current = self.shared.members.write().unwrap();
             for id in current.0.keys() {

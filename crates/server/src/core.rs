@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     pub alarms: Alarms,
     /// Set when a conf change removed this member from the cluster.
     pub removed: watch::Sender<bool>,
+    /// Members removed from the cluster; their messages are refused.
+    pub removed_ids: RwLock<std::collections::BTreeSet<u64>>,
 }
 
 /// Everything a gRPC service needs.

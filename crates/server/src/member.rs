@@ -21,7 +21,7 @@ use rustcd_proto::rustcdpb::raft_transport_server::RaftTransportServer;
 use rustcd_proto::rustcdpb::PublishAttributes;
 use rustcd_proto::rustcdpb::{MembersRequest, MembersResponse};
 use rustcd_raft::eraftpb::ConfState;
-use rustcd_raft::{MembersFn, Node, NodeConfig, PeerService, Transport};
+use rustcd_raft::{Node, NodeConfig, PeerDirectory, PeerService, Transport};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -30,7 +30,8 @@ use tokio_stream::StreamExt;
 
 use crate::alarm::Alarms;
 use crate::apply::{
-    load_membership, Applier, StoreSnapshots, META_CLUSTER_ID, META_CONF_STATE, META_MEMBERS,
+    load_membership, load_removed, Applier, StoreSnapshots, META_CLUSTER_ID, META_CONF_STATE,
+    META_MEMBERS,
 };
 use crate::compactor::run_compactor;
 use crate::config::{ClusterState, ServerConfig};
@@ -165,6 +166,15 @@ impl Member {
             lessor,
             alarms,
             removed: watch::channel(false).0,
+            removed_ids: RwLock::new(load_removed(&store).map_err(|m| data_err(&db_path, m))?),
+        });
+        // A peer telling us we were removed (we missed the commit of our own
+        // removal) stops this member, as etcd's peers do with 410 Gone.
+        let weak = Arc::downgrade(&shared);
+        transport.on_removed(move || {
+            if let Some(s) = weak.upgrade() {
+                s.removed.send_replace(true);
+            }
         });
         let node_cfg = NodeConfig {
             id: ident.member_id,
@@ -192,15 +202,10 @@ impl Member {
         let (ready_tx, ready_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         for (url, l) in peer_listeners {
-            let shared = core.shared.clone();
-            let members_fn: MembersFn = Arc::new(move || MembersResponse {
-                cluster_id: shared.cluster_id,
-                members: shared.members.read().unwrap().0.values().cloned().collect(),
-            });
             let svc = RaftTransportServer::new(PeerService::new(
                 ident.cluster_id,
                 inbox.clone(),
-                members_fn,
+                Arc::new(Directory(Arc::downgrade(&core.shared))),
             ))
             .max_decoding_message_size(usize::MAX);
             let router = tonic::transport::Server::builder()
@@ -290,11 +295,11 @@ impl Member {
     pub async fn failed(&self) -> Stopped {
         let mut removed = self.core.shared.removed.subscribe();
         loop {
-            if !self.node.is_running() {
-                return Stopped::Fatal;
-            }
             if *removed.borrow_and_update() {
                 return Stopped::Removed;
+            }
+            if !self.node.is_running() {
+                return Stopped::Fatal;
             }
             tokio::select! {
                 _ = removed.changed() => {}
@@ -664,5 +669,27 @@ async fn publish(core: Arc<Core>, mut shutdown: watch::Receiver<bool>, ready: wa
             _ = shutdown.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
+    }
+}
+
+/// The peer service's view of the member set.
+struct Directory(std::sync::Weak<Shared>);
+
+impl PeerDirectory for Directory {
+    fn members(&self) -> MembersResponse {
+        let Some(shared) = self.0.upgrade() else {
+            return MembersResponse::default();
+        };
+        let members = shared.members.read().unwrap().0.values().cloned().collect();
+        MembersResponse {
+            cluster_id: shared.cluster_id,
+            members,
+        }
+    }
+
+    fn is_removed(&self, id: u64) -> bool {
+        self.0
+            .upgrade()
+            .is_some_and(|s| s.removed_ids.read().unwrap().contains(&id))
     }
 }
