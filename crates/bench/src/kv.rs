@@ -125,7 +125,11 @@ pub async fn run(
     });
     let progress = Progress::start(label, total, g.progress);
     let start = Instant::now();
+    let start_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
     let stop_at = g.max_duration.map(|d| start + d);
+    let log_requests = g.latency_log.is_some();
     let mut tasks = Vec::with_capacity(g.clients);
     for i in 0..g.clients {
         let kv = KvClient::new(chans[i % chans.len()].clone());
@@ -142,16 +146,24 @@ pub async fn run(
                 stop_at,
                 limiter: limiter.as_deref(),
                 rt,
+                base: start,
+                log_requests,
             };
             client_loop(i as u64, kv, &work, &next, limits, &done).await
         }));
     }
     let mut rec = Recorder::default();
+    let mut log = Vec::new();
     for t in tasks {
-        rec.merge(t.await.map_err(|e| format!("client task failed: {e}"))?);
+        let (r, l) = t.await.map_err(|e| format!("client task failed: {e}"))?;
+        rec.merge(r);
+        log.extend(l.unwrap_or_default());
     }
     let elapsed = start.elapsed();
     progress.finish().await;
+    if let Some(path) = &g.latency_log {
+        write_log(path, start_unix, log)?;
+    }
     Ok(Stats::new(elapsed, rec))
 }
 
@@ -160,6 +172,41 @@ struct Limits<'a> {
     stop_at: Option<Instant>,
     limiter: Option<&'a Limiter>,
     rt: Option<Duration>,
+    /// Start of the run: request start times in the latency log are
+    /// offsets from it.
+    base: Instant,
+    log_requests: bool,
+}
+
+/// One request in the `--latency-log` file.
+struct LogEntry {
+    start: Duration,
+    latency: Duration,
+    ok: bool,
+}
+
+/// Writes `--latency-log`: a header line, then one line per request sorted
+/// by start: `start_unix_secs latency_secs ok` (ok is 1 or 0; a failed
+/// request's latency is the time until it failed).
+fn write_log(path: &str, base_unix: f64, mut entries: Vec<LogEntry>) -> Result<(), String> {
+    use std::io::Write;
+    entries.sort_by_key(|e| e.start);
+    let f = std::fs::File::create(path).map_err(|e| format!("--latency-log {path}: {e}"))?;
+    let mut w = std::io::BufWriter::new(f);
+    let mut out = || -> std::io::Result<()> {
+        writeln!(w, "# start_unix_secs latency_secs ok")?;
+        for e in &entries {
+            writeln!(
+                w,
+                "{:.6} {:.6} {}",
+                base_unix + e.start.as_secs_f64(),
+                e.latency.as_secs_f64(),
+                u8::from(e.ok)
+            )?;
+        }
+        w.flush()
+    };
+    out().map_err(|e| format!("--latency-log {path}: {e}"))
 }
 
 async fn client_loop(
@@ -169,15 +216,18 @@ async fn client_loop(
     next: &AtomicU64,
     limits: Limits<'_>,
     done: &AtomicU64,
-) -> Recorder {
+) -> (Recorder, Option<Vec<LogEntry>>) {
     let Limits {
         total,
         stop_at,
         limiter,
         rt,
+        base,
+        log_requests,
     } = limits;
     let mut rng = Rng::new(id + 1);
     let mut rec = Recorder::default();
+    let mut log = log_requests.then(Vec::new);
     loop {
         if stop_at.is_some_and(|t| Instant::now() >= t) {
             break;
@@ -189,7 +239,7 @@ async fn client_loop(
         if let Some(l) = limiter {
             l.wait().await;
         }
-        let result = match work {
+        let (st, result) = match work {
             Work::Put {
                 key_size,
                 val,
@@ -207,7 +257,10 @@ async fn client_loop(
                     ..Default::default()
                 };
                 let st = Instant::now();
-                with_timeout(rt, kv.put(req)).await.map(|_| st.elapsed())
+                (
+                    st,
+                    with_timeout(rt, kv.put(req)).await.map(|_| st.elapsed()),
+                )
             }
             Work::Range {
                 key,
@@ -221,7 +274,10 @@ async fn client_loop(
                     ..Default::default()
                 };
                 let st = Instant::now();
-                with_timeout(rt, kv.range(req)).await.map(|_| st.elapsed())
+                (
+                    st,
+                    with_timeout(rt, kv.range(req)).await.map(|_| st.elapsed()),
+                )
             }
             Work::TxnPut {
                 key_size,
@@ -244,16 +300,30 @@ async fn client_loop(
                     failure: vec![],
                 };
                 let st = Instant::now();
-                with_timeout(rt, kv.txn(req)).await.map(|_| st.elapsed())
+                (
+                    st,
+                    with_timeout(rt, kv.txn(req)).await.map(|_| st.elapsed()),
+                )
             }
         };
+        if let Some(log) = log.as_mut() {
+            let lat = match &result {
+                Ok(d) => *d,
+                Err(_) => st.elapsed(),
+            };
+            log.push(LogEntry {
+                start: st.saturating_duration_since(base),
+                latency: lat,
+                ok: result.is_ok(),
+            });
+        }
         match result {
             Ok(d) => rec.ok(d),
             Err(e) => rec.err(e),
         }
         done.fetch_add(1, Ordering::Relaxed);
     }
-    rec
+    (rec, log)
 }
 
 #[cfg(test)]

@@ -263,16 +263,34 @@ async fn run(cmd: &str, a: &Parsed, g: &Global) -> Result<(), Failure> {
         }
         "lease-keepalive" => {
             let total = u(a.u64("total"))?;
-            let stats = lease::keepalive(g, total)
+            let r = lease::keepalive(g, total)
                 .await
                 .map_err(run_err("leases"))?;
-            print_stats(
-                "lease-keepalive",
-                g,
-                &stats,
-                vec![("total_requested".into(), Json::Int(total))],
-                "",
+            let extra = vec![
+                ("total_requested".into(), Json::Int(total)),
+                ("leases".into(), Json::Int(r.leases)),
+                ("leases_kept_alive".into(), Json::Int(r.leases_kept_alive)),
+                (
+                    "min_keepalives_per_lease".into(),
+                    Json::Int(r.min_per_lease),
+                ),
+                (
+                    "max_keepalives_per_lease".into(),
+                    Json::Int(r.max_per_lease),
+                ),
+                ("grant_secs".into(), Json::Num(r.grant_secs)),
+                ("revoke_errors".into(), Json::Int(r.revoke_errors)),
+            ];
+            let head = format!(
+                "{} leases granted in {:.3} secs; {} of them kept alive ({}..{} keepalives per lease); {} revokes failed\n",
+                r.leases,
+                r.grant_secs,
+                r.leases_kept_alive,
+                r.min_per_lease,
+                r.max_per_lease,
+                r.revoke_errors
             );
+            print_stats("lease-keepalive", g, &r.stats, extra, &head);
         }
         "leader" => {
             let (idx, url) = conn::find_leader(g).await.map_err(Failure::Run)?;
