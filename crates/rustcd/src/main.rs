@@ -89,6 +89,13 @@ fn snapshot_command(args: &[String], env: &[(String, String)]) -> ExitCode {
     let usage = "usage: rustcd snapshot restore <file> [--name NAME] [--data-dir DIR] \
                  [--initial-cluster NAME=URL,...] [--initial-cluster-token TOKEN] \
                  [--initial-advertise-peer-urls URLS]";
+    if args
+        .iter()
+        .any(|a| a == "--help" || a == "-h" || a == "-help")
+    {
+        println!("{usage}");
+        return ExitCode::SUCCESS;
+    }
     let (Some("restore"), Some(file)) = (args.get(2).map(String::as_str), args.get(3)) else {
         eprintln!("{usage}");
         return ExitCode::from(2);

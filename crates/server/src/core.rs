@@ -287,7 +287,7 @@ impl Core {
         // lost with a message or a leader change is asked again rather than
         // waited out for the whole request timeout.
         let deadline = Instant::now() + self.request_timeout();
-        let attempt = (self.cfg.heartbeat_interval * 5).max(Duration::from_millis(200));
+        let attempt = (self.cfg.heartbeat_interval * 3).max(Duration::from_millis(100));
         let index = loop {
             match tokio::time::timeout(
                 attempt,

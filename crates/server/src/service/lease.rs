@@ -47,10 +47,24 @@ fn unexpected(a: Applied) -> Status {
     ServerError::Internal(format!("unexpected apply result {a:?}")).into()
 }
 
+/// A keep-alive stream to the leader, shared by all the keep-alives of one
+/// client stream that lands on a follower (a stream per keep-alive would pile
+/// up reset HTTP/2 streams until the connection is torn down).
+struct Forward {
+    leader: u64,
+    tx: mpsc::Sender<LeaseKeepAliveRequest>,
+    rx: Streaming<LeaseKeepAliveResponse>,
+}
+
 /// One keep-alive: renewed here on the leader, else forwarded to it.
-async fn keep_alive_once(core: &Core, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
+async fn keep_alive_once(
+    core: &Core,
+    id: i64,
+    forward: &mut Option<Forward>,
+) -> Result<LeaseKeepAliveResponse, Status> {
     let header = Some(core.header(core.store().current_revision()));
     if core.shared.lessor.is_primary() {
+        *forward = None;
         let ttl = match core.shared.lessor.renew(id) {
             Ok(ttl) => ttl,
             Err(ServerError::LeaseNotFound) => 0,
@@ -58,20 +72,42 @@ async fn keep_alive_once(core: &Core, id: i64) -> Result<LeaseKeepAliveResponse,
         };
         return Ok(LeaseKeepAliveResponse { header, id, ttl });
     }
-    let mut client = LeaseClient::new(core.leader_channel().await?);
-    let (tx, rx) = mpsc::channel(1);
-    let _ = tx.send(LeaseKeepAliveRequest { id }).await;
-    drop(tx);
-    let mut stream = client
-        .lease_keep_alive(ReceiverStream::new(rx))
-        .await?
-        .into_inner();
-    match stream.message().await? {
-        Some(mut r) => {
+    let leader = core.node.status().leader_id;
+    if forward.as_ref().is_some_and(|f| f.leader != leader) {
+        *forward = None;
+    }
+    if forward.is_none() {
+        let mut client = LeaseClient::new(core.leader_channel().await?);
+        let (tx, rx) = mpsc::channel(16);
+        let stream = client
+            .lease_keep_alive(ReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        *forward = Some(Forward {
+            leader,
+            tx,
+            rx: stream,
+        });
+    }
+    let f = forward.as_mut().expect("just set");
+    let result = async {
+        f.tx.send(LeaseKeepAliveRequest { id })
+            .await
+            .map_err(|_| Status::from(ServerError::LeaderChanged))?;
+        f.rx.message()
+            .await?
+            .ok_or_else(|| Status::from(ServerError::LeaderChanged))
+    }
+    .await;
+    match result {
+        Ok(mut r) => {
             r.header = header;
             Ok(r)
         }
-        None => Err(ServerError::LeaderChanged.into()),
+        Err(e) => {
+            *forward = None;
+            Err(e)
+        }
     }
 }
 
@@ -128,9 +164,10 @@ impl Lease for LeaseService {
         let core = self.core.clone();
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
+            let mut forward = None;
             while let Some(req) = requests.next().await {
                 let resp = match req {
-                    Ok(req) => keep_alive_once(&core, req.id).await,
+                    Ok(req) => keep_alive_once(&core, req.id, &mut forward).await,
                     Err(e) => Err(e),
                 };
                 let stop = resp.is_err();
