@@ -67,6 +67,13 @@ pub(crate) enum Applied {
     Empty,
 }
 
+impl Applied {
+    /// The error for a handler that got a result of the wrong kind (a bug).
+    pub(crate) fn unexpected(self) -> tonic::Status {
+        ServerError::Internal(format!("unexpected apply result {self:?}")).into()
+    }
+}
+
 pub(crate) struct Applier {
     shared: Arc<Shared>,
     last_durable: Instant,

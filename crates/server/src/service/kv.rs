@@ -32,10 +32,6 @@ impl KvService {
     }
 }
 
-fn unexpected(a: Applied) -> Status {
-    ServerError::Internal(format!("unexpected apply result {a:?}")).into()
-}
-
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(
@@ -63,7 +59,7 @@ impl Kv for KvService {
                 self.core.fill_header(&mut resp.header);
                 Ok(Response::new(resp))
             }
-            other => Err(unexpected(other)),
+            other => Err(other.unexpected()),
         }
     }
 
@@ -79,7 +75,7 @@ impl Kv for KvService {
                 self.core.fill_header(&mut resp.header);
                 Ok(Response::new(resp))
             }
-            other => Err(unexpected(other)),
+            other => Err(other.unexpected()),
         }
     }
 
@@ -104,7 +100,7 @@ impl Kv for KvService {
                 self.core.fill_header(&mut resp.header);
                 Ok(Response::new(resp))
             }
-            other => Err(unexpected(other)),
+            other => Err(other.unexpected()),
         }
     }
 
@@ -119,7 +115,7 @@ impl Kv for KvService {
                 self.core.fill_header(&mut resp.header);
                 Ok(Response::new(resp))
             }
-            other => Err(unexpected(other)),
+            other => Err(other.unexpected()),
         }
     }
 }

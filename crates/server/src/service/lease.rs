@@ -43,10 +43,6 @@ impl LeaseService {
     }
 }
 
-fn unexpected(a: Applied) -> Status {
-    ServerError::Internal(format!("unexpected apply result {a:?}")).into()
-}
-
 /// A keep-alive stream to the leader, shared by all the keep-alives of one
 /// client stream that lands on a follower (a stream per keep-alive would pile
 /// up reset HTTP/2 streams until the connection is torn down).
@@ -134,7 +130,7 @@ impl Lease for LeaseService {
                 self.core.fill_header(&mut resp.header);
                 Ok(Response::new(resp))
             }
-            other => Err(unexpected(other)),
+            other => Err(other.unexpected()),
         }
     }
 
@@ -149,7 +145,7 @@ impl Lease for LeaseService {
                 self.core.fill_header(&mut resp.header);
                 Ok(Response::new(resp))
             }
-            other => Err(unexpected(other)),
+            other => Err(other.unexpected()),
         }
     }
 

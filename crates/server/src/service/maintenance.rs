@@ -110,9 +110,7 @@ impl Maintenance for MaintenanceService {
                 self.core.fill_header(&mut resp.header);
                 Ok(Response::new(resp))
             }
-            other => {
-                Err(ServerError::Internal(format!("unexpected apply result {other:?}")).into())
-            }
+            other => Err(other.unexpected()),
         }
     }
 
