@@ -1099,20 +1099,24 @@ async fn move_leader(p: &mut Parsed) -> R {
     show(&mut pr, r)
 }
 
+/// Every active alarm (an ALARM GET for all members and types).
+async fn list_alarms(conn: &Conn) -> Result<AlarmResponse, CtlError> {
+    conn.call(conn.maintenance().alarm(AlarmRequest {
+        action: alarm_request::AlarmAction::Get as i32,
+        member_id: 0,
+        alarm: 0,
+    }))
+    .await
+    .map_err(err1)
+}
+
 async fn alarm_list(p: &mut Parsed) -> R {
     if !p.args.is_empty() {
         return Err(bad_args("alarm list command accepts no arguments"));
     }
     let (g, mut pr) = Global::from_cmd(p)?;
     let conn = g.connect().await?;
-    let resp = conn
-        .call(conn.maintenance().alarm(AlarmRequest {
-            action: alarm_request::AlarmAction::Get as i32,
-            member_id: 0,
-            alarm: 0,
-        }))
-        .await
-        .map_err(err1)?;
+    let resp = list_alarms(&conn).await?;
     let r = pr.alarm(&resp);
     show(&mut pr, r)
 }
@@ -1124,14 +1128,7 @@ async fn alarm_disarm(p: &mut Parsed) -> R {
     let (g, mut pr) = Global::from_cmd(p)?;
     let conn = g.connect().await?;
     // clientv3's AlarmDisarm of "every alarm": list them, disarm each
-    let list = conn
-        .call(conn.maintenance().alarm(AlarmRequest {
-            action: alarm_request::AlarmAction::Get as i32,
-            member_id: 0,
-            alarm: 0,
-        }))
-        .await
-        .map_err(err1)?;
+    let list = list_alarms(&conn).await?;
     let mut ret = AlarmResponse::default();
     for a in &list.alarms {
         let d = conn
