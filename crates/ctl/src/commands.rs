@@ -82,6 +82,13 @@ pub async fn run(p: &mut Parsed) -> R {
             Ok(())
         }
         "watch" => crate::watch::watch(p).await,
+        n if n.starts_with("user ") || n.starts_with("role ") || n.starts_with("auth ") => {
+            crate::authcmd::run(p).await
+        }
+        "lock" | "elect" => crate::concurrency::run(p).await,
+        "make-mirror" => crate::mirror::run(p).await,
+        n if n.starts_with("check ") => crate::check::run(p).await,
+        "snapshot status" | "snapshot restore" => crate::snapshot::run(p).await,
         other => Err(err1(format!("{other} is not supported yet by rustcdctl"))),
     }
 }

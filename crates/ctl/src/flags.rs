@@ -26,7 +26,12 @@ pub struct Flag {
     pub usage: &'static str,
 }
 
-const fn f(name: &'static str, kind: Kind, default: &'static str, usage: &'static str) -> Flag {
+pub(crate) const fn f(
+    name: &'static str,
+    kind: Kind,
+    default: &'static str,
+    usage: &'static str,
+) -> Flag {
     Flag {
         name,
         short: None,
@@ -36,7 +41,7 @@ const fn f(name: &'static str, kind: Kind, default: &'static str, usage: &'stati
     }
 }
 
-const fn fs(
+pub(crate) const fn fs(
     name: &'static str,
     short: char,
     kind: Kind,
@@ -67,7 +72,7 @@ pub struct Cmd {
     pub runnable: bool,
 }
 
-const fn leaf(
+pub(crate) const fn leaf(
     name: &'static str,
     use_: &'static str,
     short: &'static str,
@@ -85,7 +90,7 @@ const fn leaf(
     }
 }
 
-const fn group(
+pub(crate) const fn group(
     name: &'static str,
     use_: &'static str,
     short: &'static str,
@@ -362,6 +367,8 @@ pub static ROOT: Cmd = Cmd {
                 leaf("list", "list", "Lists all alarms", &[]),
             ],
         ),
+        crate::authcmd::AUTH,
+        crate::check::CHECK,
         leaf(
             "compaction",
             "compaction [options] <revision>",
@@ -389,6 +396,7 @@ pub static ROOT: Cmd = Cmd {
             "Removes the specified key or range of keys [key, range_end)",
             DEL_FLAGS,
         ),
+        crate::concurrency::ELECT,
         Cmd {
             name: "endpoint",
             use_: "endpoint <subcommand>",
@@ -462,6 +470,8 @@ The items in the lists are endpoint, ID, version, db size, is leader, is learner
                 ),
             ],
         ),
+        crate::concurrency::LOCK,
+        crate::mirror::MAKE_MIRROR,
         group(
             "member",
             "member <subcommand>",
@@ -544,16 +554,21 @@ The items in the lists are ID, Status, Name, Peer Addrs, Client Addrs, Is Learne
             subs: &[],
             runnable: true,
         },
+        crate::authcmd::ROLE,
         group(
             "snapshot",
             "snapshot <subcommand>",
             "Manages etcd node snapshots",
-            &[leaf(
-                "save",
-                "save <filename>",
-                "Stores an etcd node backend snapshot to a given file",
-                &[],
-            )],
+            &[
+                crate::snapshot::RESTORE,
+                leaf(
+                    "save",
+                    "save <filename>",
+                    "Stores an etcd node backend snapshot to a given file",
+                    &[],
+                ),
+                crate::snapshot::STATUS,
+            ],
         ),
         leaf(
             "txn",
@@ -561,6 +576,7 @@ The items in the lists are ID, Status, Name, Peer Addrs, Client Addrs, Is Learne
             "Txn processes all the requests in one transaction",
             TXN_FLAGS,
         ),
+        crate::authcmd::USER,
         leaf("version", "version", "Prints the version of etcdctl", &[]),
         leaf(
             "watch",

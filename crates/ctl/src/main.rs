@@ -2,11 +2,16 @@
 //! `ETCDCTL_*` variables, output formats (byte for byte), error lines and
 //! exit codes, against rustcd or any etcd v3 server.
 
+mod authcmd;
+mod check;
 mod client;
 mod commands;
+mod concurrency;
 mod flags;
 mod gofmt;
+mod mirror;
 mod printer;
+mod snapshot;
 mod table;
 mod watch;
 
