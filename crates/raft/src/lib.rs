@@ -2,6 +2,7 @@
 //! peer transport. It knows nothing of keys: the server plugs in a
 //! [`StateMachine`] that applies committed entries.
 
+mod applier;
 mod logger;
 mod node;
 pub mod transport;

@@ -1,11 +1,12 @@
-//! The Raft ready loop: one thread owns the raft-rs `RawNode`, the WAL and
-//! the state machine's apply, and talks to everything else via its inbox.
+//! The Raft ready loop: one thread owns the raft-rs `RawNode` and the WAL,
+//! and talks to everything else via its inbox. The state machine runs on
+//! its own thread (`applier`), fed committed entries in log order.
 //!
 //! Per iteration: take every queued message and proposal (so many client
 //! writes share one batch and one fsync), tick on schedule, then handle one
 //! `Ready`: send the leader's messages while appending the same entries to the
 //! WAL, `fdatasync`, send the messages that had to wait for persistence, and
-//! apply committed entries in log order.
+//! hand committed entries to the apply thread.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ use raft::storage::MemStorage;
 use raft::{GetEntriesContext, RaftState, RawNode, SnapshotStatus, StateRole, Storage};
 use tokio::sync::oneshot;
 
+use crate::applier::{Applier, Task};
 use crate::transport::Transport;
 use crate::wal::{Wal, WalError};
 
@@ -32,6 +34,10 @@ const REMOVED: &str = "this member was removed from the cluster";
 const CATCH_UP_ENTRIES: u64 = 5000;
 /// At most this many inbox messages per loop turn, so ticks stay on time.
 const MAX_INBOX_PER_TURN: usize = 8192;
+/// etcd's `maxGapBetweenApplyAndCommitIndex`: beyond this many committed but
+/// unapplied entries, new proposals are refused ("too many requests") so a
+/// slow apply cannot queue unbounded work.
+const MAX_APPLY_GAP: u64 = 5000;
 
 /// Why a request to the Raft node failed.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -42,6 +48,8 @@ pub enum NodeError {
     LeaderChanged,
     #[error("raft node stopped")]
     Stopped,
+    #[error("too many requests")]
+    TooManyRequests,
     #[error("raft: {0}")]
     Raft(String),
 }
@@ -53,7 +61,7 @@ pub struct Committed {
     pub conf_state: Option<ConfState>,
 }
 
-/// The replicated state machine, driven from the Raft thread.
+/// The replicated state machine, driven from the apply thread.
 pub trait StateMachine: Send + 'static {
     /// Applies committed entries in log order, atomically with their index.
     fn apply(&mut self, entries: Vec<Committed>) -> Result<(), String>;
@@ -61,7 +69,7 @@ pub trait StateMachine: Send + 'static {
     fn flush(&mut self) -> Result<u64, String>;
     /// Replaces the whole state with a snapshot from the leader (durably).
     fn restore(&mut self, snapshot: &Snapshot) -> Result<(), String>;
-    /// Called once per tick, for background upkeep on the Raft thread.
+    /// Called about once per tick, for background upkeep on the apply thread.
     fn on_tick(&mut self) {}
 }
 
@@ -86,6 +94,12 @@ pub(crate) enum Msg {
     SnapshotStatus(u64, bool),
     TransferLeader(u64),
     Progress(oneshot::Sender<Vec<PeerProgress>>),
+    /// From the apply thread: everything up to this index is applied.
+    Applied(u64),
+    /// From the apply thread: everything up to this index is durable.
+    Flushed(u64),
+    /// From the apply thread: it failed and has stopped.
+    ApplyFailed(String),
     Stop,
 }
 
@@ -114,7 +128,7 @@ pub fn inbox() -> (Inbox, InboxReceiver) {
 }
 
 impl Inbox {
-    fn send(&self, m: Msg) -> bool {
+    pub(crate) fn send(&self, m: Msg) -> bool {
         self.0.send(m).is_ok()
     }
     pub(crate) fn step(&self, m: Message) {
@@ -302,6 +316,7 @@ impl Node {
             applied_index: cfg.applied,
             ..Default::default()
         }));
+        let applier = Applier::start(sm, inbox.clone(), cfg.tick)?;
         let handle = NodeHandle {
             inbox,
             status: status.clone(),
@@ -309,7 +324,10 @@ impl Node {
         let lp = ReadyLoop {
             raw,
             wal,
-            sm,
+            applier,
+            flushing: false,
+            deferred_conf_changes: Vec::new(),
+            fatal: None,
             transport,
             status,
             tick: cfg.tick,
@@ -406,7 +424,14 @@ type ReadWaiter = oneshot::Sender<Result<u64, NodeError>>;
 struct ReadyLoop {
     raw: RawNode<RaftStorage>,
     wal: Wal,
-    sm: Box<dyn StateMachine>,
+    applier: Applier,
+    /// A flush for a snapshot was asked of the apply thread, not answered yet.
+    flushing: bool,
+    /// Conf changes proposed while the previous one was not applied yet:
+    /// raft-rs would silently turn them into empty entries.
+    deferred_conf_changes: Vec<(ConfChangeV2, oneshot::Sender<Result<(), NodeError>>)>,
+    /// Why the loop must stop (the apply thread failed).
+    fatal: Option<String>,
     transport: Arc<Transport>,
     status: Arc<RwLock<NodeStatus>>,
     tick: Duration,
@@ -441,9 +466,7 @@ impl ReadyLoop {
             for m in batch.by_ref().take(MAX_INBOX_PER_TURN) {
                 if matches!(m, Msg::Stop) {
                     tracing::info!("raft loop stopping");
-                    if let Err(e) = self.sm.flush() {
-                        tracing::error!(error = %e, "flushing applied state on stop failed");
-                    }
+                    self.applier.stop();
                     return;
                 }
                 self.handle(m);
@@ -451,7 +474,6 @@ impl ReadyLoop {
             let now = Instant::now();
             if now >= next_tick {
                 self.raw.tick();
-                self.sm.on_tick();
                 next_tick += self.tick;
                 if next_tick < now {
                     next_tick = now + self.tick;
@@ -469,7 +491,11 @@ impl ReadyLoop {
                 self.pending_reads
                     .retain(|_, (started, _)| started.elapsed() < Duration::from_secs(10));
             }
-            if let Err(e) = self.on_ready().and_then(|()| self.maybe_snapshot()) {
+            let turn = match self.fatal.take() {
+                Some(e) => Err(e),
+                None => self.on_ready().and_then(|()| self.maybe_snapshot()),
+            };
+            if let Err(e) = turn {
                 // Like etcd, a member that cannot persist stops rather than
                 // risk acknowledging what it did not write.
                 if e == REMOVED {
@@ -490,19 +516,35 @@ impl ReadyLoop {
                 }
             }
             Msg::Propose { data, reply } => {
-                let r = self
-                    .raw
-                    .propose(Vec::new(), data)
-                    .map_err(|e| self.map_err(e));
+                let r = if self.raw.raft.raft_log.committed > self.applied + MAX_APPLY_GAP {
+                    Err(NodeError::TooManyRequests)
+                } else {
+                    self.raw
+                        .propose(Vec::new(), data)
+                        .map_err(|e| self.map_err(e))
+                };
                 let _ = reply.send(r);
             }
             Msg::ProposeConfChange { cc, reply } => {
-                let r = self
-                    .raw
-                    .propose_conf_change(Vec::new(), cc)
-                    .map_err(|e| self.map_err(e));
-                let _ = reply.send(r);
+                self.deferred_conf_changes.push((cc, reply));
+                self.propose_conf_changes();
             }
+            Msg::Applied(index) => {
+                let log = &self.raw.raft.raft_log;
+                // After a snapshot raft-rs may already be past `index`.
+                if index > log.applied && index <= log.committed.min(log.persisted) {
+                    self.raw.advance_apply_to(index);
+                }
+                self.applied = self.applied.max(index);
+                self.propose_conf_changes();
+            }
+            Msg::Flushed(durable) => {
+                self.flushing = false;
+                if let Err(e) = self.save_snapshot(durable) {
+                    self.fatal = Some(e);
+                }
+            }
+            Msg::ApplyFailed(e) => self.fatal = Some(e),
             Msg::ReadIndex(reply) => {
                 if self.leader == 0 {
                     let _ = reply.send(Err(NodeError::NoLeader));
@@ -537,6 +579,22 @@ impl ReadyLoop {
                 let _ = reply.send(out);
             }
             Msg::Stop => {}
+        }
+    }
+
+    /// Proposes the deferred conf changes unless this member leads with a
+    /// conf change still unapplied (a follower forwards them at once).
+    fn propose_conf_changes(&mut self) {
+        let raft = &self.raw.raft;
+        if raft.state == StateRole::Leader && raft.pending_conf_index > raft.raft_log.applied {
+            return;
+        }
+        for (cc, reply) in std::mem::take(&mut self.deferred_conf_changes) {
+            let r = self
+                .raw
+                .propose_conf_change(Vec::new(), cc)
+                .map_err(|e| self.map_err(e));
+            let _ = reply.send(r);
         }
     }
 
@@ -581,12 +639,16 @@ impl ReadyLoop {
                 term = meta.term,
                 "applying snapshot from leader"
             );
-            self.sm.restore(&snap)?;
+            // raft-rs's log keeps only the metadata; the data goes to the
+            // state machine (it may be large: no copy).
+            let mut marker = Snapshot::default();
+            marker.set_metadata(meta.clone());
+            self.applier.restore(snap)?;
             self.raw
                 .mut_store()
                 .mem
                 .wl()
-                .apply_snapshot(snap)
+                .apply_snapshot(marker)
                 .map_err(|e| e.to_string())?;
             self.wal.save_snapshot(&meta);
             self.applied = meta.index;
@@ -627,21 +689,22 @@ impl ReadyLoop {
             return Err(REMOVED.into());
         }
         self.transport.send(rd.take_persisted_messages());
-        let mut light = self.raw.advance(rd);
+        let mut light = self.raw.advance_append(rd);
         if let Some(commit) = light.commit_index() {
             self.raw.mut_store().mem.wl().mut_hard_state().commit = commit;
         }
         self.transport.send(light.take_messages());
         self.apply(light.take_committed_entries())?;
-        self.raw.advance_apply();
         self.publish_status();
         Ok(())
     }
 
+    /// Hands committed entries to the apply thread. Conf changes take effect
+    /// in raft-rs here, in log order, before the state machine sees them.
     fn apply(&mut self, entries: Vec<Entry>) -> Result<(), String> {
-        let Some(last) = entries.last().map(|e| e.index) else {
+        if entries.is_empty() {
             return Ok(());
-        };
+        }
         let mut batch = Vec::with_capacity(entries.len());
         for entry in entries {
             let conf_state = match entry.get_entry_type() {
@@ -659,8 +722,9 @@ impl ReadyLoop {
             };
             batch.push(Committed { entry, conf_state });
         }
-        self.sm.apply(batch)?;
-        self.applied = last;
+        if !self.applier.send(Task::Apply(batch)) {
+            return Err("apply thread stopped".into());
+        }
         Ok(())
     }
 
@@ -688,14 +752,26 @@ impl ReadyLoop {
         }
     }
 
-    /// Every `--snapshot-count` applied entries: make the state machine
-    /// durable, mark the snapshot in the WAL, drop old log entries from
-    /// memory and release WAL segments below it.
+    /// Every `--snapshot-count` applied entries: ask the apply thread to
+    /// make the state machine durable; `save_snapshot` follows its answer.
     fn maybe_snapshot(&mut self) -> Result<(), String> {
-        if self.applied < self.last_snapshot + self.snapshot_count {
+        if self.flushing || self.applied < self.last_snapshot + self.snapshot_count {
             return Ok(());
         }
-        let durable = self.sm.flush()?;
+        if !self.applier.send(Task::Flush) {
+            return Err("apply thread stopped".into());
+        }
+        self.flushing = true;
+        Ok(())
+    }
+
+    /// Marks the snapshot at the durable applied index in the WAL, drops old
+    /// log entries from memory and releases WAL segments below it.
+    fn save_snapshot(&mut self, durable: u64) -> Result<(), String> {
+        if durable <= self.last_snapshot {
+            // a leader's snapshot was installed meanwhile
+            return Ok(());
+        }
         let store = &self.raw.store().mem;
         let term = store.term(durable).map_err(|e| e.to_string())?;
         let mut meta = SnapshotMetadata {

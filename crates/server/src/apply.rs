@@ -1,4 +1,4 @@
-//! Apply: the ONE place replicated state changes. Runs on the Raft thread,
+//! Apply: the ONE place replicated state changes. Runs on the apply thread,
 //! one redb transaction per batch of committed entries, with the applied
 //! index stored in that same transaction, so after a crash an entry is
 //! either fully applied or re-applied from the WAL, never half or twice.
@@ -48,9 +48,9 @@ pub(crate) fn load_removed(store: &Store) -> Result<std::collections::BTreeSet<u
 }
 
 /// How often apply makes its redb commits durable even without a snapshot;
-/// bounds how much of the WAL a restart replays. The fsync runs on the Raft
-/// thread, so it is kept small by doing it often: a 5 s backlog of dirty
-/// pages stalled heartbeat responses long enough under load to cost the
+/// bounds how much of the WAL a restart replays. Kept short so each fsync
+/// has little to write: it shares the disk with the WAL's fsyncs, and a 5 s
+/// backlog of dirty pages stalled them long enough under load to cost the
 /// leader its quorum.
 const DURABLE_EVERY: Duration = Duration::from_secs(1);
 

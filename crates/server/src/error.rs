@@ -42,6 +42,8 @@ pub enum ServerError {
     Stopped,
     #[error("etcdserver: request timed out")]
     Timeout,
+    #[error("etcdserver: too many requests")]
+    TooManyRequests,
     #[error("etcdserver: member not found")]
     MemberNotFound,
     #[error("etcdserver: Peer URLs already exists")]
@@ -77,6 +79,7 @@ impl From<rustcd_raft::NodeError> for ServerError {
             rustcd_raft::NodeError::NoLeader => ServerError::NoLeader,
             rustcd_raft::NodeError::LeaderChanged => ServerError::LeaderChanged,
             rustcd_raft::NodeError::Stopped => ServerError::Stopped,
+            rustcd_raft::NodeError::TooManyRequests => ServerError::TooManyRequests,
             rustcd_raft::NodeError::Raft(m) => ServerError::Internal(m),
         }
     }
@@ -92,7 +95,7 @@ impl From<ServerError> for Status {
             LeaseExists | NotLeader | PeerUrlExists | MemberNotLearner | LearnerNotReady
             | NotEnoughStarted => Code::FailedPrecondition,
             MemberBadUrls => Code::InvalidArgument,
-            NoSpace => Code::ResourceExhausted,
+            NoSpace | TooManyRequests => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
             NoLeader | LeaderChanged | Stopped | Timeout | NotSupportedForLearner => {
                 Code::Unavailable
