@@ -76,6 +76,8 @@ except (OSError, ValueError):
 
 DESCR = {
     "put-1client": "put, 1 conn / 1 client, to the leader",
+    "put-10clients": "put, 10 conns / 10 clients, to the leader",
+    "put-100clients": "put, 100 conns / 100 clients, to the leader",
     "put-leader": "put, 100 conns / 1000 clients, to the leader",
     "put-all": "put, 100 conns / 1000 clients, to all members",
     "range-l-1client": "range linearizable, 1 client, leader",
@@ -96,6 +98,7 @@ WITH_P50 = {"watch-fanout", "watch-latency", "lease-keepalive"}
 rows = []
 notes = []
 detail = []
+medians = {}  # (workload, server) -> the medians of its runs
 for name, args in workloads:
     per = {}
     for s in SERVERS:
@@ -152,6 +155,8 @@ for name, args in workloads:
         p = load(f"{work}/results/{s}/{name}.pilot.json")
         if not p.get("failed") and p.get("errors"):
             notes.append(f"{s} `{name}` pilot run: {p['errors']} failed requests: {p['error_kinds']}")
+    for s in SERVERS:
+        medians[(name, s)] = per[s]
     e, r = per["etcd"], per["rustcd"]
     label = DESCR.get(name, name)
     unit = UNIT.get(name, "req/s")
@@ -389,7 +394,7 @@ o.append(
     f"- totals: each workload has a default total; a pilot run per workload and server ({meta['pilot_secs']} s, "
     "or for the watch workloads a small fixed number of puts; also the warm-up) sizes it down so that a measured "
     f"run takes at most about {meta['run_budget']} s on the slower server (the budget was 15 s when the script had "
-    f"8 workloads; with 13 workloads and check perf s/m/xl it is {meta['run_budget']} s, to keep the whole script "
+    f"8 workloads; with {len(workloads)} workloads and check perf s/m/xl it is {meta['run_budget']} s, to keep the whole script "
     f"under {int(meta.get('time_limit', 1200)) // 60} minutes on this machine); measured runs are also cut at "
     f"{3 * int(meta['run_budget'])} s by --max-duration (the watch workloads do not take that flag)."
     + (" Reduced totals: " + "; ".join(
@@ -403,6 +408,7 @@ o.append("| workload | metric | etcd 3.5.1 | rustcd | ratio |")
 o.append("|---|---|---:|---:|---:|")
 o.extend(rows)
 o.append("")
+plot_at = len(o)
 if notes:
     o.append("### Errors and failures\n")
     o.extend(f"- {n}" for n in notes)
@@ -488,9 +494,51 @@ o.append(
     "Plus, once per cluster: `etcdctl --endpoints=<3 URLs> check perf --load=L` for L in "
     + (", ".join(cp_loads) if cp_loads else "(none in this run)")
     + f", and {meta['elections']} times `rustcd-bench --endpoints=<3 URLs> election --pids=<3 pids>`. "
-    "Reproduce everything with `bench/compare.sh` (under 20 minutes on 2 cores)."
+    "Reproduce everything with `bench/compare.sh` (about 22 minutes on 2 cores)."
 )
 o.append("")
+
+# The plot: throughput and p99 against the number of clients, for put (to
+# the leader) and linearizable range, from the same medians as the table.
+SWEEPS = {
+    "put, to the leader": [(1, "put-1client"), (10, "put-10clients"), (100, "put-100clients"), (1000, "put-leader")],
+    "range, linearizable": [(1, "range-l-1client"), (100, "range-l-100clients"), (1000, "range-l-1000clients")],
+}
+
+
+def plot(png):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    for col, (title, pts) in enumerate(SWEEPS.items()):
+        for s, style in (("etcd", "o--"), ("rustcd", "s-")):
+            xs = [c for c, n in pts if medians.get((n, s), {}).get("rps") is not None]
+            ns = [n for c, n in pts if medians.get((n, s), {}).get("rps") is not None]
+            label = "etcd 3.5.1" if s == "etcd" else "rustcd"
+            axes[0][col].plot(xs, [medians[(n, s)]["rps"] for n in ns], style, label=label)
+            axes[1][col].plot(xs, [medians[(n, s)]["p99"] for n in ns], style, label=label)
+        axes[0][col].set_title(f"{title}: throughput")
+        axes[0][col].set_ylabel("requests/s")
+        axes[1][col].set_title(f"{title}: p99 latency")
+        axes[1][col].set_ylabel("ms")
+        for row in (0, 1):
+            ax = axes[row][col]
+            ax.set_xscale("log")
+            ax.set_xlabel("clients")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend()
+    fig.suptitle(f"3 members on loopback, this machine, {meta['start']} (medians of {reps} runs)")
+    fig.tight_layout()
+    fig.savefig(png, dpi=90)
+
+
+png = os.path.splitext(out)[0] + ".png"
+try:
+    plot(png)
+    o.insert(plot_at, f"![throughput and p99 latency vs clients]({os.path.basename(png)})\n")
+except ImportError:
+    print("matplotlib is not installed (pip install matplotlib): no plot", file=sys.stderr)
 
 # Keep the section bench/defrag_snapshot.sh wrote into the previous file.
 BEGIN, END = "<!-- large-data:begin -->", "<!-- large-data:end -->"
