@@ -51,7 +51,7 @@ pub struct Global {
 #[derive(Clone)]
 pub struct Conn {
     pub channel: Channel,
-    token: Token,
+    pub(crate) token: Token,
     pub command_timeout: Duration,
 }
 
@@ -170,7 +170,7 @@ pub fn endpoint_url(ep: &str) -> Result<String, CtlError> {
     }
 }
 
-fn tls_unsupported(what: &str) -> CtlError {
+pub(crate) fn tls_unsupported(what: &str) -> CtlError {
     CtlError::new(
         EXIT_BAD_ARGS,
         format!("TLS is not supported yet by rustcdctl ({what}); use an http:// endpoint"),
