@@ -144,9 +144,32 @@ async fn metrics(State(core): State<Arc<Core>>) -> impl IntoResponse {
         "The number of leases.",
         core.shared.lessor.ids().len() as f64,
     );
+    // what `etcdctl check datascale` measures
+    if let Some(rss) = resident_memory_bytes() {
+        gauge(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            rss as f64,
+        );
+    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         out,
     )
+}
+
+/// This process's resident set size (Linux's VmRSS), as Prometheus' process
+/// collector reports it for etcd.
+fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kb * 1024)
 }

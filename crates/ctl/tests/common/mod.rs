@@ -684,4 +684,3 @@ pub fn differential(kind: Server, extra: &[&str], steps: &[Step]) {
 }
 
 pub const FORMATS: [&str; 5] = ["simple", "json", "fields", "protobuf", "table"];
-
