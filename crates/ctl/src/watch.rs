@@ -61,7 +61,7 @@ fn create_request(args: &[String], o: &WatchOpts) -> Result<WatchCreateRequest, 
 }
 
 /// What clientv3's `WatchResponse.Err()` says of a canceled watch.
-fn cancel_error(r: &WatchResponse) -> String {
+pub(crate) fn cancel_error(r: &WatchResponse) -> String {
     if r.compact_revision != 0 {
         return "etcdserver: mvcc: required revision has been compacted".into();
     }
