@@ -1,8 +1,10 @@
-//! Global client options, connecting with failover over `--endpoints`,
-//! authentication, per-request deadlines, and etcd's client-side error
-//! texts (what Go's clientv3 makes of a gRPC status).
+//! Global client options, connecting with failover over `--endpoints`
+//! (over TLS as etcdctl decides it: see `tls`), authentication,
+//! per-request deadlines, and etcd's client-side error texts (what Go's
+//! clientv3 makes of a gRPC status).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustcd_proto::etcdserverpb::auth_client::AuthClient;
@@ -13,6 +15,7 @@ use rustcd_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use rustcd_proto::etcdserverpb::watch_client::WatchClient;
 use rustcd_proto::etcdserverpb::AuthenticateRequest;
 use tokio::time::Instant;
+use tokio_rustls::rustls::ClientConfig;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
@@ -21,6 +24,7 @@ use tonic::{Code, Status};
 
 use crate::flags::Parsed;
 use crate::printer::{Format, Printer};
+use crate::tls::{self, SecureCfg, Tls};
 use crate::{CtlError, EXIT_BAD_ARGS, EXIT_BAD_CONNECTION, EXIT_BAD_FEATURE, EXIT_ERROR};
 
 /// Adds the auth token (if any) to every request.
@@ -45,6 +49,8 @@ pub struct Global {
     pub command_timeout: Duration,
     pub command_timeout_set: bool,
     pub user: Option<(String, String)>,
+    /// clientv3's `Config.TLS`.
+    pub tls: Tls,
 }
 
 /// One connection to one endpoint, with the auth token.
@@ -154,27 +160,35 @@ pub fn status_text(s: &Status) -> String {
 
 pub const DEADLINE: &str = "context deadline exceeded";
 
-/// `host:port` means `http://host:port`.
-pub fn endpoint_url(ep: &str) -> Result<String, CtlError> {
-    if ep.starts_with("http://") {
-        Ok(ep.to_string())
-    } else if ep.starts_with("https://") {
-        Err(tls_unsupported("https:// endpoint"))
-    } else if ep.starts_with("unix://") || ep.starts_with("unixs://") {
-        Err(CtlError::new(
-            EXIT_BAD_ARGS,
-            format!("unix socket endpoints are not supported yet by rustcdctl ({ep})"),
-        ))
-    } else {
-        Ok(format!("http://{ep}"))
-    }
+/// What to dial for one endpoint: etcd's `endpoint.Interpret` (the
+/// `host:port` of `http://`, `https://` or bare endpoints) and whether the
+/// connection uses TLS, which clientv3 decides for all endpoints at once.
+pub struct Target {
+    host_port: String,
+    tls: Option<Arc<ClientConfig>>,
 }
 
-pub(crate) fn tls_unsupported(what: &str) -> CtlError {
-    CtlError::new(
-        EXIT_BAD_ARGS,
-        format!("TLS is not supported yet by rustcdctl ({what}); use an http:// endpoint"),
-    )
+impl Target {
+    pub fn new(ep: &str, tls: Option<Arc<ClientConfig>>) -> Result<Target, CtlError> {
+        if ep.starts_with("unix://") || ep.starts_with("unixs://") {
+            return Err(CtlError::new(
+                EXIT_BAD_ARGS,
+                format!("unix socket endpoints are not supported yet by rustcdctl ({ep})"),
+            ));
+        }
+        let host_port = ep
+            .strip_prefix("http://")
+            .or_else(|| ep.strip_prefix("https://"))
+            .unwrap_or(ep);
+        // url.Parse's Host: a path after it is not part of the address
+        let host_port = host_port.split('/').next().unwrap_or_default().to_string();
+        Ok(Target { host_port, tls })
+    }
+
+    fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.host_port)
+    }
 }
 
 impl Global {
@@ -191,7 +205,6 @@ impl Global {
             .iter()
             .map(|s| s.trim().to_string())
             .collect();
-        // TLS: etcdctl's own checks first, then our refusal.
         let cert = p.str("cert");
         let key = p.str("key");
         let cacert = p.str("cacert");
@@ -222,27 +235,14 @@ impl Global {
             Some(f) => Printer::new(f, p.bool("hex")),
             None => return Err(CtlError::new(EXIT_BAD_FEATURE, "unsupported output format")),
         };
-        if (!cert.is_empty() || !key.is_empty()) && (cert.is_empty() || key.is_empty()) {
-            return Err(CtlError::new(
-                EXIT_BAD_ARGS,
-                format!("KeyFile and CertFile must both be present[key: {key}, cert: {cert}]"),
-            ));
-        }
-        for f in [&cert, &key, &cacert] {
-            if !f.is_empty() {
-                if let Err(e) = std::fs::metadata(f) {
-                    let reason = match e.kind() {
-                        std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
-                        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-                        _ => e.to_string(),
-                    };
-                    return Err(CtlError::new(EXIT_BAD_ARGS, format!("open {f}: {reason}")));
-                }
-            }
-        }
-        if !cert.is_empty() || !cacert.is_empty() {
-            return Err(tls_unsupported("--cert/--key/--cacert"));
-        }
+        let tls = Tls::new(&SecureCfg {
+            cert: &cert,
+            key: &key,
+            cacert: &cacert,
+            insecure_transport: p.bool("insecure-transport"),
+            insecure_skip_verify: p.bool("insecure-skip-tls-verify"),
+        })
+        .map_err(|e| CtlError::new(EXIT_BAD_ARGS, e))?;
         if !p.str("discovery-srv").is_empty() {
             return Err(CtlError::new(
                 EXIT_BAD_ARGS,
@@ -256,6 +256,7 @@ impl Global {
                 command_timeout: p.duration("command-timeout"),
                 command_timeout_set: p.changed("command-timeout"),
                 user,
+                tls,
             },
             printer,
         ))
@@ -270,24 +271,21 @@ impl Global {
 
     pub async fn connect_to(&self, endpoints: &[String]) -> Result<Conn, CtlError> {
         let deadline = Instant::now() + self.command_timeout;
-        let mut urls = Vec::new();
-        for ep in endpoints {
-            urls.push((ep.clone(), endpoint_url(ep)?));
-        }
-        if urls.is_empty() {
+        let targets = self.targets(endpoints)?;
+        if targets.is_empty() {
             return Err(CtlError::new(
                 EXIT_BAD_CONNECTION,
                 "etcdclient: no available endpoints",
             ));
         }
         loop {
-            for (_ep, url) in &urls {
+            for target in &targets {
                 let now = Instant::now();
                 if now >= deadline {
                     return Err(CtlError::new(EXIT_ERROR, DEADLINE));
                 }
                 let t = self.dial_timeout.min(deadline - now);
-                if let Ok(ch) = dial(url, t).await {
+                if let Ok(ch) = dial(target, t).await {
                     let token = self.authenticate(&ch, deadline).await?;
                     return Ok(Conn {
                         channel: ch,
@@ -302,6 +300,22 @@ impl Global {
             }
             tokio::time::sleep((deadline - now).min(Duration::from_millis(100))).await;
         }
+    }
+
+    /// The endpoints to dial, with the TLS the first one's scheme decides
+    /// for all (clientv3's `credentialsForEndpoint`).
+    fn targets(&self, endpoints: &[String]) -> Result<Vec<Target>, CtlError> {
+        let Some(first) = endpoints.first() else {
+            return Ok(Vec::new());
+        };
+        let tls = self
+            .tls
+            .for_endpoint(first)
+            .map_err(|e| CtlError::new(EXIT_BAD_ARGS, e))?;
+        endpoints
+            .iter()
+            .map(|ep| Target::new(ep, tls.clone()))
+            .collect()
     }
 
     async fn authenticate(&self, ch: &Channel, deadline: Instant) -> Result<Token, CtlError> {
@@ -330,15 +344,27 @@ impl Global {
     }
 }
 
-/// One HTTP/2 connection.
-pub async fn dial(url: &str, timeout: Duration) -> Result<Channel, String> {
-    let ep = Endpoint::from_shared(url.to_string())
+/// One HTTP/2 connection, over TLS if the target says so.
+pub async fn dial(target: &Target, timeout: Duration) -> Result<Channel, String> {
+    let url = target.url();
+    let ep = Endpoint::from_shared(url.clone())
         .map_err(|e| format!("bad endpoint {url:?}: {e}"))?
         .connect_timeout(timeout)
         .tcp_nodelay(true);
-    match tokio::time::timeout(timeout, ep.connect()).await {
-        Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(e.to_string()),
+    let connecting = async {
+        match &target.tls {
+            None => ep.connect().await.map_err(|e| e.to_string()),
+            Some(cfg) => {
+                let host = ep.uri().host().unwrap_or_default();
+                let connector = tls::Connector::new(cfg.clone(), host)?;
+                ep.connect_with_connector(connector)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, connecting).await {
+        Ok(r) => r,
         Err(_) => Err(DEADLINE.into()),
     }
 }

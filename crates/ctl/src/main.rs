@@ -13,6 +13,7 @@ mod mirror;
 mod printer;
 mod snapshot;
 mod table;
+mod tls;
 mod watch;
 
 use std::io::Write;

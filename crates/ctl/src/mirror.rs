@@ -10,10 +10,11 @@ use std::time::Duration;
 use rustcd_proto::etcdserverpb::{PutRequest, RangeRequest, TxnRequest, WatchCreateRequest};
 use rustcd_proto::mvccpb::{event::EventType, Event};
 
-use crate::client::{tls_unsupported, Conn, Global};
+use crate::client::{Conn, Global};
 use crate::commands::prefix_end;
 use crate::concurrency::{connect_patiently, delete_op, put, put_op, range, txn, Watcher};
 use crate::flags::{f, leaf, Cmd, Kind, Parsed};
+use crate::tls::{SecureCfg, Tls};
 use crate::{out, CtlError, EXIT_BAD_ARGS, EXIT_ERROR};
 
 pub const MAKE_MIRROR: Cmd = leaf(
@@ -161,17 +162,18 @@ async fn report(total: Arc<AtomicI64>) {
     }
 }
 
-/// The destination's client options: `--dest-*` TLS (refused, as TLS is
-/// elsewhere) and auth, the global dial timeout.
+/// The destination's client options: `--dest-*` TLS and auth, the global
+/// dial timeout.
 fn dest_config(p: &Parsed) -> Result<Global, CtlError> {
     let user = dest_user(&p.str("dest-user"), &p.str("dest-password"))?;
-    check_dest_tls(p)?;
+    let tls = dest_tls(p)?;
     Ok(Global {
         endpoints: vec![p.args[0].clone()],
         dial_timeout: p.duration("dial-timeout"),
         command_timeout: p.duration("command-timeout"),
         command_timeout_set: false,
         user,
+        tls,
     })
 }
 
@@ -191,36 +193,17 @@ fn dest_user(user: &str, password: &str) -> Result<Option<(String, String)>, Ctl
     }
 }
 
-/// etcdctl's checks of the destination's TLS files, then our refusal.
-fn check_dest_tls(p: &Parsed) -> R {
-    let cert = p.str("dest-cert");
-    let key = p.str("dest-key");
-    let cacert = p.str("dest-cacert");
-    if (!cert.is_empty() || !key.is_empty()) && (cert.is_empty() || key.is_empty()) {
-        return Err(bad_args(format!(
-            "KeyFile and CertFile must both be present[key: {key}, cert: {cert}]"
-        )));
-    }
-    for file in [&cert, &key, &cacert] {
-        if file.is_empty() {
-            continue;
-        }
-        if let Err(e) = std::fs::metadata(file) {
-            let why = match e.kind() {
-                std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
-                std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-                _ => e.to_string(),
-            };
-            return Err(bad_args(format!("open {file}: {why}")));
-        }
-    }
-    if !cert.is_empty() || !cacert.is_empty() {
-        return Err(tls_unsupported("--dest-cert/--dest-key/--dest-cacert"));
-    }
-    if !p.bool("dest-insecure-transport") {
-        return Err(tls_unsupported("--dest-insecure-transport=false"));
-    }
-    Ok(())
+/// etcdctl's destination `secureCfg`: the `--dest-*` files and transport,
+/// never `--insecure-skip-tls-verify`.
+fn dest_tls(p: &Parsed) -> Result<Tls, CtlError> {
+    Tls::new(&SecureCfg {
+        cert: &p.str("dest-cert"),
+        key: &p.str("dest-key"),
+        cacert: &p.str("dest-cacert"),
+        insecure_transport: p.bool("dest-insecure-transport"),
+        insecure_skip_verify: false,
+    })
+    .map_err(bad_args)
 }
 
 /// etcdctl's `makeMirror`; Ok once the source ends the watch.

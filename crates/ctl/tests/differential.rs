@@ -399,7 +399,7 @@ fn error_steps() -> Vec<Step> {
         "help",
         "help bogus",
     ] {
-        s.push(step(c).norm(Norm::Help));
+        s.push(step(c));
     }
     // transactions that etcdctl refuses
     for input in [

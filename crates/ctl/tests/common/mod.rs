@@ -278,8 +278,6 @@ pub enum Norm {
     CodeOnly,
     /// Lists whose order the server leaves open (leases, a lease's keys).
     Sorted,
-    /// etcdctl's help also lists the commands rustcdctl does not have yet.
-    Help,
     /// etcd's bbolt file size depends on when its batches committed.
     DbSize,
 }
@@ -458,36 +456,9 @@ impl Ids {
         if norms.contains(&Norm::Member) || norms.contains(&Norm::Sorted) {
             s = sort_members(&s);
         }
-        if norms.contains(&Norm::Help) {
-            s = s
-                .lines()
-                .filter(|l| {
-                    !NOT_YET.iter().any(|c| {
-                        l.starts_with(&format!("\t{c}\t")) || l.starts_with(&format!("\t{c} "))
-                    })
-                })
-                .map(|l| format!("{l}\n"))
-                .collect();
-        }
         s
     }
 }
-
-/// etcdctl 3.5.1 commands rustcdctl does not have yet.
-pub const NOT_YET: &[&str] = &[
-    "auth",
-    "check",
-    "elect",
-    "lock",
-    "make-mirror",
-    "migrate",
-    "role",
-    "user",
-    "snapshot restore",
-    "snapshot status",
-    "restore",
-    "status",
-];
 
 pub fn number_after(text: &str, key: &str) -> Option<u64> {
     let i = text.find(key)? + key.len();
