@@ -82,6 +82,39 @@ pub struct Member {
     node: Node,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Last: dropped after the tasks running on it were stopped.
+    _peer_runtime: PeerRuntime,
+}
+
+/// Peer traffic (Raft messages in and out) runs on its own small runtime.
+/// On the shared one, a flood of client requests (1,000 clients on 2 cores)
+/// delayed heartbeats and their responses past the election timeout, and
+/// overloaded members kept electing new leaders; on its own thread the OS
+/// scheduler gives Raft its share whatever the client load.
+struct PeerRuntime(Option<tokio::runtime::Runtime>);
+
+impl PeerRuntime {
+    fn start() -> std::io::Result<PeerRuntime> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("peer")
+            .enable_all()
+            .build()?;
+        Ok(PeerRuntime(Some(rt)))
+    }
+
+    fn handle(&self) -> tokio::runtime::Handle {
+        self.0.as_ref().expect("peer runtime").handle().clone()
+    }
+}
+
+impl Drop for PeerRuntime {
+    fn drop(&mut self) {
+        // A runtime may not be dropped (blocking) inside another runtime.
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl Member {
@@ -136,11 +169,13 @@ impl Member {
         let peer_listeners = bind_all(&cfg.listen_peer_urls).await?;
         let client_listeners = bind_all(&cfg.listen_client_urls).await?;
 
+        let peer_runtime = PeerRuntime::start()
+            .map_err(|e| StartError::Config(format!("cannot start the peer runtime: {e}")))?;
         let (inbox, inbox_rx) = rustcd_raft::inbox();
         let transport = Transport::new(
             ident.member_id,
             ident.cluster_id,
-            tokio::runtime::Handle::current(),
+            peer_runtime.handle(),
             inbox.clone(),
         );
         for m in members.0.values() {
@@ -211,7 +246,14 @@ impl Member {
             let router = tonic::transport::Server::builder()
                 .tcp_nodelay(true)
                 .add_service(svc);
-            tasks.push(spawn_server(url, "peer", router, l, shutdown.subscribe()));
+            tasks.push(spawn_server(
+                &peer_runtime.handle(),
+                url,
+                "peer",
+                router,
+                l,
+                shutdown.subscribe(),
+            ));
         }
         for (url, l) in client_listeners {
             let max = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
@@ -254,7 +296,8 @@ impl Member {
                     r = ready.wait_for(|r| *r) => if r.is_err() { return },
                     _ = stop.wait_for(|s| *s) => return,
                 }
-                let _ = spawn_server(url, "client", router, l, task_shutdown).await;
+                let rt = tokio::runtime::Handle::current();
+                let _ = spawn_server(&rt, url, "client", router, l, task_shutdown).await;
             }));
         }
         tasks.push(tokio::spawn(publish(
@@ -280,6 +323,7 @@ impl Member {
             node,
             shutdown,
             tasks,
+            _peer_runtime: peer_runtime,
         })
     }
 
@@ -625,13 +669,23 @@ async fn bind_all(urls: &[String]) -> Result<Vec<(String, TcpListener)>, StartEr
 }
 
 fn spawn_server(
+    runtime: &tokio::runtime::Handle,
     url: String,
     kind: &'static str,
     router: tonic::transport::server::Router,
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
+    // The listener moves to `runtime`'s I/O driver.
+    let listener = listener.into_std();
+    runtime.spawn(async move {
+        let listener = match listener.and_then(TcpListener::from_std) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(url, kind, error = %e, "listener failed");
+                return;
+            }
+        };
         let stop = async move {
             let _ = shutdown.wait_for(|s| *s).await;
         };
