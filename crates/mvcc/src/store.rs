@@ -57,6 +57,9 @@ pub(crate) struct Inner {
     state: Mutex<Committed>,
     /// Cached `db_size_in_use` and when it was computed; `None` = compute on next call.
     in_use: Mutex<Option<(u64, Instant)>>,
+    /// Serialises computing it: one caller walks the tree, the others get
+    /// the cached value meanwhile.
+    computing_in_use: Mutex<()>,
     pub(crate) compaction_budget: AtomicUsize,
 }
 
@@ -210,6 +213,7 @@ impl Store {
                 path: path.to_path_buf(),
                 state: Mutex::new(state),
                 in_use: Mutex::new(None),
+                computing_in_use: Mutex::new(()),
                 compaction_budget: AtomicUsize::new(DEFAULT_COMPACTION_BUDGET),
             }),
         })
@@ -285,10 +289,26 @@ impl Store {
     ///
     /// Counting walks every page of the tables, so the value is cached for a few seconds (and
     /// recomputed after a compaction); the walk runs on a read snapshot and never blocks writes.
+    ///
+    /// Computing it walks every page of every table (seconds for a large
+    /// store), so it is cached for a while, and while one caller computes it
+    /// the others get the cached value instead of all walking the tree at
+    /// once. It blocks: async callers run it on the blocking pool.
     pub fn db_size_in_use(&self) -> u64 {
         let size = self.db_size();
         let cached = *lock(&self.inner.in_use);
         if let Some((v, at)) = cached {
+            if at.elapsed() < IN_USE_TTL {
+                return v.min(size);
+            }
+        }
+        let _computing = match (self.inner.computing_in_use.try_lock(), cached) {
+            (Ok(g), _) => g,
+            (Err(std::sync::TryLockError::Poisoned(p)), _) => p.into_inner(),
+            (Err(std::sync::TryLockError::WouldBlock), Some((v, _))) => return v.min(size),
+            (Err(std::sync::TryLockError::WouldBlock), None) => lock(&self.inner.computing_in_use),
+        };
+        if let Some((v, at)) = *lock(&self.inner.in_use) {
             if at.elapsed() < IN_USE_TTL {
                 return v.min(size);
             }

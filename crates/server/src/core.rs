@@ -212,7 +212,16 @@ impl Core {
         if self.shared.alarms.no_space() {
             return Err(ServerError::NoSpace);
         }
-        if self.store().db_size_in_use() + cost as u64 <= quota {
+        // The file size bounds the size in use and costs nothing; only a
+        // file past the quota needs the (tree-walking) size in use.
+        if self.store().db_size() + cost as u64 <= quota {
+            return Ok(());
+        }
+        let store = self.store().clone();
+        let in_use = tokio::task::spawn_blocking(move || store.db_size_in_use())
+            .await
+            .map_err(|e| ServerError::Internal(format!("computing db size in use: {e}")))?;
+        if in_use + cost as u64 <= quota {
             return Ok(());
         }
         tracing::warn!(quota, "database space exceeded; raising NOSPACE alarm");

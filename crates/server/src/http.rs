@@ -77,6 +77,13 @@ async fn version() -> impl IntoResponse {
 async fn metrics(State(core): State<Arc<Core>>) -> impl IntoResponse {
     let st = core.node.status();
     let store = core.store();
+    // Walks the whole tree when its cache is stale: not on an async worker.
+    let in_use = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.db_size_in_use())
+            .await
+            .unwrap_or(0)
+    };
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, value: f64| {
         let _ = writeln!(
@@ -127,7 +134,7 @@ async fn metrics(State(core): State<Arc<Core>>) -> impl IntoResponse {
     gauge(
         "etcd_mvcc_db_total_size_in_use_in_bytes",
         "Total size of the underlying database logically in use in bytes.",
-        store.db_size_in_use() as f64,
+        in_use as f64,
     );
     gauge(
         "etcd_debugging_mvcc_current_revision",

@@ -117,6 +117,7 @@ impl Maintenance for MaintenanceService {
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let st = self.core.node.status();
         let store = self.core.store();
+        let in_use = db_size_in_use(store).await?;
         let mut errors = Vec::new();
         if st.leader_id == 0 {
             errors.push(ServerError::NoLeader.to_string());
@@ -130,7 +131,7 @@ impl Maintenance for MaintenanceService {
             raft_term: st.term,
             raft_applied_index: st.applied_index,
             errors,
-            db_size_in_use: store.db_size_in_use() as i64,
+            db_size_in_use: in_use as i64,
             is_learner: self.core.is_learner(),
         }))
     }
@@ -250,4 +251,13 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<DowngradeResponse>, Status> {
         Err(Status::unimplemented("downgrade is not supported"))
     }
+}
+
+/// The store's size in use, computed off the async workers (it can walk the
+/// whole tree; on a worker it stalled client and peer traffic alike).
+async fn db_size_in_use(store: &rustcd_mvcc::Store) -> Result<u64, Status> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || store.db_size_in_use())
+        .await
+        .map_err(|e| Status::internal(format!("computing db size in use: {e}")))
 }
