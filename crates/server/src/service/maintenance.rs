@@ -151,8 +151,8 @@ impl Maintenance for MaintenanceService {
 
     async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         self.core.reject_learner()?;
-        let rtx = self.core.store().read().map_err(ServerError::from)?;
-        let (hash, rev) = rtx.hash_kv(0).map_err(ServerError::from)?;
+        let store = self.core.store().clone();
+        let (hash, rev) = blocking(move || store.read()?.hash_kv(0)).await?;
         Ok(Response::new(HashResponse {
             header: Some(self.core.header(rev)),
             hash,
@@ -165,11 +165,15 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<HashKvResponse>, Status> {
         self.core.reject_learner()?;
         let rev = request.into_inner().revision;
-        let rtx = self.core.store().read().map_err(ServerError::from)?;
-        let compact_revision = rtx.compact_revision();
-        let (hash, _) = rtx.hash_kv(rev).map_err(ServerError::from)?;
+        let store = self.core.store().clone();
+        let (hash, compact_revision, current) = blocking(move || {
+            let rtx = store.read()?;
+            let (hash, _) = rtx.hash_kv(rev)?;
+            Ok((hash, rtx.compact_revision(), rtx.revision()))
+        })
+        .await?;
         Ok(Response::new(HashKvResponse {
-            header: Some(self.core.header(rtx.revision())),
+            header: Some(self.core.header(current)),
             hash,
             compact_revision,
         }))
@@ -257,7 +261,16 @@ impl Maintenance for MaintenanceService {
 /// whole tree; on a worker it stalled client and peer traffic alike).
 async fn db_size_in_use(store: &rustcd_mvcc::Store) -> Result<u64, Status> {
     let store = store.clone();
-    tokio::task::spawn_blocking(move || store.db_size_in_use())
-        .await
-        .map_err(|e| Status::internal(format!("computing db size in use: {e}")))
+    blocking(move || Ok(store.db_size_in_use())).await
+}
+
+/// Runs a whole-store walk (hashes, size in use) on the blocking pool: on an
+/// async worker it would hold up every request queued behind it.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, rustcd_mvcc::Error> + Send + 'static,
+) -> Result<T, Status> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(|e| ServerError::from(e).into()),
+        Err(e) => Err(ServerError::Internal(format!("store walk failed: {e}")).into()),
+    }
 }
