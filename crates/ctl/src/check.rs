@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use crate::client::{status_text, with_timeout, Conn, Global};
 use crate::flags::Kind::{Bool, Str};
 use crate::flags::{f, group, leaf, Cmd, Flag, Parsed};
-use crate::gofmt::{duration_string, quote_str};
+use crate::gofmt::{self, duration_string, quote_str};
 use crate::{out, CtlError, EXIT_BAD_FEATURE, EXIT_ERROR, EXIT_INVALID_INPUT};
 
 type R = Result<(), CtlError>;
@@ -561,30 +561,24 @@ async fn fetch_metrics(ep: &str) -> Result<String, String> {
     let get = |e: String| format!("Get {}: {e}", quote_str(&url));
     let mut conn = tokio::net::TcpStream::connect(hostport)
         .await
-        .map_err(|e| get(format!("dial tcp {hostport}: connect: {}", go_io_error(&e))))?;
+        .map_err(|e| {
+            get(format!(
+                "dial tcp {hostport}: connect: {}",
+                gofmt::io_error(&e)
+            ))
+        })?;
     let req =
         format!("GET /metrics HTTP/1.0\r\nHost: {hostport}\r\nAccept-Encoding: identity\r\n\r\n");
     conn.write_all(req.as_bytes())
         .await
-        .map_err(|e| get(go_io_error(&e)))?;
+        .map_err(|e| get(gofmt::io_error(&e)))?;
     let mut resp = Vec::new();
     conn.read_to_end(&mut resp)
         .await
-        .map_err(|e| format!("reading {url}: {}", go_io_error(&e)))?;
+        .map_err(|e| format!("reading {url}: {}", gofmt::io_error(&e)))?;
     let text = String::from_utf8_lossy(&resp);
     let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     Ok(body.to_string())
-}
-
-/// An I/O error as Go words it: the OS text, lower case, no error number.
-fn go_io_error(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    let s = s.split(" (os error").next().unwrap_or(&s);
-    let mut c = s.chars();
-    match c.next() {
-        Some(first) => first.to_lowercase().chain(c).collect(),
-        None => String::new(),
-    }
 }
 
 // -------------------------------------------------------------- clients

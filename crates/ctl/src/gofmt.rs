@@ -511,6 +511,17 @@ pub fn json_array(items: impl Iterator<Item = String>) -> String {
     format!("[{}]", v.join(","))
 }
 
+/// An I/O error as Go words it (`syscall.Errno`): the OS text, lower case,
+/// without Rust's "(os error N)".
+pub fn io_error(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    let s = s.split(" (os error").next().unwrap_or(&s);
+    let mut c = s.chars();
+    c.next()
+        .map(|first| first.to_lowercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,7 +27,7 @@ use tempfile::NamedTempFile;
 
 use crate::flags::Kind::{Bool, Str};
 use crate::flags::{f, Cmd, Flag, Parsed};
-use crate::gofmt::{humanize_bytes, quote_str, Obj};
+use crate::gofmt::{self, humanize_bytes, quote_str, Obj};
 use crate::printer::Format;
 use crate::{err_out, out, table, CtlError, EXIT_BAD_ARGS, EXIT_BAD_FEATURE, EXIT_ERROR};
 
@@ -141,7 +141,7 @@ fn sniff(path: &Path) -> Result<FileKind, String> {
     let mut head = Vec::with_capacity(32);
     File::open(path)
         .and_then(|f| f.take(32).read_to_end(&mut head))
-        .map_err(|e| format!("open {}: {}", path.display(), go_io_error(&e)))?;
+        .map_err(|e| format!("open {}: {}", path.display(), gofmt::io_error(&e)))?;
     Ok(if head.starts_with(DUMP_MAGIC) {
         FileKind::Dump
     } else if head.starts_with(REDB_MAGIC) {
@@ -199,7 +199,7 @@ impl<R: Read> DumpReader<R> {
             return Err("truncated record".into());
         }
         buf.resize(n as usize, 0);
-        self.r.read_exact(buf).map_err(|e| go_io_error(&e))?;
+        self.r.read_exact(buf).map_err(|e| gofmt::io_error(&e))?;
         self.crc = crc32c::crc32c_append(self.crc, buf);
         self.pos += n;
         Ok(())
@@ -272,11 +272,11 @@ fn check_tail(file: &mut File, dump_len: u64, len: u64) -> Result<(), String> {
         len
     };
     file.seek(SeekFrom::Start(dump_len))
-        .map_err(|e| go_io_error(&e))?;
+        .map_err(|e| gofmt::io_error(&e))?;
     let mut tail = BufReader::new(file.take(end - dump_len));
     let mut buf = [0u8; 8192];
     loop {
-        let n = tail.read(&mut buf).map_err(|e| go_io_error(&e))?;
+        let n = tail.read(&mut buf).map_err(|e| gofmt::io_error(&e))?;
         if n == 0 {
             return Ok(());
         }
@@ -290,7 +290,7 @@ fn check_tail(file: &mut File, dump_len: u64, len: u64) -> Result<(), String> {
 /// without its hash) and its tail.
 fn scan_file(path: &Path) -> Result<Scan, String> {
     let corrupt = |why: String| format!("snapshot file {} is corrupt: {why}", path.display());
-    let open_err = |e: std::io::Error| format!("open {}: {}", path.display(), go_io_error(&e));
+    let open_err = |e: std::io::Error| format!("open {}: {}", path.display(), gofmt::io_error(&e));
     let mut file = File::open(path).map_err(open_err)?;
     let len = file.metadata().map_err(open_err)?.len();
     let scan = scan_dump(BufReader::new(&mut file), len).map_err(corrupt)?;
@@ -347,7 +347,7 @@ fn temp_in(dir: &Path) -> Result<NamedTempFile, String> {
 
 /// A fresh snapshot file holding the first `dump_len` bytes of `src`.
 fn rewrap_dump(src: &Path, dump_len: u64, dir: &Path) -> Result<NamedTempFile, String> {
-    let io = |e: std::io::Error| format!("copying {}: {}", src.display(), go_io_error(&e));
+    let io = |e: std::io::Error| format!("copying {}: {}", src.display(), gofmt::io_error(&e));
     let tmp = temp_in(dir)?;
     let mut w = SnapshotWriter::new(BufWriter::new(tmp.as_file()));
     let mut r = File::open(src).map_err(io)?.take(dump_len);
@@ -359,7 +359,7 @@ fn rewrap_dump(src: &Path, dump_len: u64, dir: &Path) -> Result<NamedTempFile, S
 /// A snapshot file dumped from a copy of the member database `src` (the
 /// copy because opening a database may repair it in place).
 fn dump_database(src: &Path, dir: &Path) -> Result<NamedTempFile, String> {
-    let io = |e: std::io::Error| format!("copying {}: {}", src.display(), go_io_error(&e));
+    let io = |e: std::io::Error| format!("copying {}: {}", src.display(), gofmt::io_error(&e));
     let db = temp_in(dir)?;
     std::fs::copy(src, db.path()).map_err(io)?;
     let store = rustcd_mvcc::Store::open(db.path()).map_err(|e| e.to_string())?;
@@ -408,7 +408,7 @@ fn status(p: &mut Parsed) -> R {
 
 fn file_status(path: &Path) -> Result<SnapStatus, String> {
     let len = std::fs::metadata(path)
-        .map_err(|e| format!("stat {}: {}", path.display(), go_io_error(&e)))?
+        .map_err(|e| format!("stat {}: {}", path.display(), gofmt::io_error(&e)))?
         .len();
     match sniff(path)? {
         FileKind::Dump => {
@@ -594,7 +594,7 @@ fn checked_snapshot(src: &Path, skip_hash: bool, data_dir: &Path) -> Result<Chec
         return Err(bbolt_error(src, "restore"));
     }
     let len = std::fs::metadata(src)
-        .map_err(|e| format!("open {}: {}", src.display(), go_io_error(&e)))?
+        .map_err(|e| format!("open {}: {}", src.display(), gofmt::io_error(&e)))?
         .len();
     if !has_hash(len) && !skip_hash {
         return Err("snapshot missing hash but --skip-hash-check=false".into());
@@ -619,7 +619,7 @@ fn checked_snapshot(src: &Path, skip_hash: bool, data_dir: &Path) -> Result<Chec
 
 /// The file's last 32 bytes must be the SHA-256 of the rest (etcd's text).
 fn verify_sha256(path: &Path, len: u64) -> Result<(), String> {
-    let io = |e: std::io::Error| format!("open {}: {}", path.display(), go_io_error(&e));
+    let io = |e: std::io::Error| format!("open {}: {}", path.display(), gofmt::io_error(&e));
     let mut file = File::open(path).map_err(io)?;
     let mut sha = Sha256::new();
     std::io::copy(&mut (&mut file).take(len - SHA_LEN), &mut sha).map_err(io)?;
@@ -640,17 +640,6 @@ fn verify_sha256(path: &Path, len: u64) -> Result<(), String> {
 fn go_bytes(b: &[u8]) -> String {
     let v: Vec<String> = b.iter().map(u8::to_string).collect();
     format!("[{}]", v.join(" "))
-}
-
-/// An I/O error as Go words it: the OS text, lower case, no error number.
-fn go_io_error(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    let s = s.split(" (os error").next().unwrap_or(&s);
-    let mut c = s.chars();
-    match c.next() {
-        Some(first) => first.to_lowercase().chain(c).collect(),
-        None => String::new(),
-    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,8 @@ use tokio_rustls::rustls::{
     RootCertStore, SignatureScheme, WantsVerifier,
 };
 use tonic::codegen::Service;
+
+use crate::gofmt;
 use tonic::transport::Uri;
 
 /// etcdctl's `secureCfg`: the TLS flags of one client.
@@ -238,21 +240,12 @@ fn system_roots() -> RootCertStore {
 /// Go's `ioutil.ReadFile`, its error as Go words it.
 fn read_file(path: &str) -> Result<Vec<u8>, String> {
     use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| format!("open {path}: {}", go_errno(&e)))?;
+    let mut f =
+        std::fs::File::open(path).map_err(|e| format!("open {path}: {}", gofmt::io_error(&e)))?;
     let mut buf = Vec::new();
     f.read_to_end(&mut buf)
-        .map_err(|e| format!("read {path}: {}", go_errno(&e)))?;
+        .map_err(|e| format!("read {path}: {}", gofmt::io_error(&e)))?;
     Ok(buf)
-}
-
-/// An OS error as Go's `syscall.Errno` says it: lower case, no number.
-fn go_errno(e: &io::Error) -> String {
-    let s = e.to_string();
-    let s = s.split(" (os error").next().unwrap_or(&s);
-    let mut c = s.chars();
-    c.next()
-        .map(|first| first.to_lowercase().chain(c).collect())
-        .unwrap_or_default()
 }
 
 /// The PEM blocks of a file, as Go's `pem.Decode` loop sees them: what

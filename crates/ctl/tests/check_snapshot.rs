@@ -294,22 +294,7 @@ fn start_restored(data: &Path, name: &str, peer: u16, log: &Path) -> Restored {
     let curl = format!("http://127.0.0.1:{client}");
     let purl = format!("http://127.0.0.1:{peer}");
     let log = std::fs::File::create(log).unwrap();
-    let child = Command::new(rustcd_bin())
-        .args(["--name", name, "--data-dir"])
-        .arg(data)
-        .args([
-            "--listen-client-urls",
-            &curl,
-            "--advertise-client-urls",
-            &curl,
-        ])
-        .args([
-            "--listen-peer-urls",
-            &purl,
-            "--initial-advertise-peer-urls",
-            &purl,
-        ])
-        .args(["--initial-cluster", &format!("{name}={purl}")])
+    let child = member_command(&rustcd_bin(), name, data, &curl, &purl)
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()

@@ -88,22 +88,7 @@ impl TlsEtcd {
         let purl = format!("http://127.0.0.1:{peer}");
         let data = dir.join(format!("etcd-{port}"));
         let log = std::fs::File::create(dir.join(format!("etcd-{port}.log"))).unwrap();
-        let child = Command::new(etcd_bin())
-            .args(["--name", "m0", "--data-dir"])
-            .arg(&data)
-            .args([
-                "--listen-client-urls",
-                &curl,
-                "--advertise-client-urls",
-                &curl,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &purl,
-                "--initial-advertise-peer-urls",
-                &purl,
-            ])
-            .args(["--initial-cluster", &format!("m0={purl}")])
+        let child = member_command(&etcd_bin(), "m0", &data, &curl, &purl)
             .args(tls)
             .current_dir(dir)
             .stdout(log.try_clone().unwrap())

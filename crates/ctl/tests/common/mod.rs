@@ -108,22 +108,7 @@ impl Member {
             Server::Etcd => etcd_bin(),
         };
         let log = std::fs::File::create(dir.join("m0.log")).unwrap();
-        let child = Command::new(bin)
-            .args(["--name", "m0", "--data-dir"])
-            .arg(&data)
-            .args([
-                "--listen-client-urls",
-                &curl,
-                "--advertise-client-urls",
-                &curl,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &purl,
-                "--initial-advertise-peer-urls",
-                &purl,
-            ])
-            .args(["--initial-cluster", &format!("m0={purl}")])
+        let child = member_command(&bin, "m0", &data, &curl, &purl)
             .args([
                 "--initial-cluster-token",
                 "ctl-test",
@@ -164,6 +149,29 @@ impl Member {
         }
         m
     }
+}
+
+/// A single-member server command: `name`, `data` dir, client URL `curl`
+/// (listen and advertise), peer URL `purl` (listen, advertise and the whole
+/// initial cluster). etcd's and rustcd's flags are the same.
+pub fn member_command(bin: &Path, name: &str, data: &Path, curl: &str, purl: &str) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.args(["--name", name, "--data-dir"])
+        .arg(data)
+        .args([
+            "--listen-client-urls",
+            curl,
+            "--advertise-client-urls",
+            curl,
+        ])
+        .args([
+            "--listen-peer-urls",
+            purl,
+            "--initial-advertise-peer-urls",
+            purl,
+        ])
+        .args(["--initial-cluster", &format!("{name}={purl}")]);
+    cmd
 }
 
 impl Drop for Member {
