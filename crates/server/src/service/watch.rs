@@ -3,7 +3,7 @@
 //! One task per stream multiplexes everything the stream waits on: client requests, batches
 //! from its hub queue, the catch-up read in flight (on the blocking pool), sending the next
 //! response, and the progress and leader timers. It takes new work (batches, catch-ups) only
-//! while fewer than `OUTBOX_GATE` responses wait, so a client that does not read stops its own
+//! while less than `outbox::OUTBOX_BYTES` of responses wait, so a client that does not read stops its own
 //! stream from growing: its queue fills, the hub drops it, and it later catches up from the
 //! store. Apply, writers and other streams never wait for it.
 
@@ -23,7 +23,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::core::Core;
 use crate::error::ServerError;
 use crate::watch::catchup::{fill_pending_prev_kv, CatchupResult};
-use crate::watch::stream::{self, needs_prev_kv, HeaderFn, OUTBOX_GATE};
+use crate::watch::stream::{self, needs_prev_kv, HeaderFn};
 
 /// gRPC framing on top of `--max-request-bytes` (etcd's `grpcOverheadBytes`); responses of
 /// watchers that asked for fragments are split at this total.
@@ -138,12 +138,12 @@ async fn serve(
 
     loop {
         ws.answer_progress_request();
-        if inflight.is_none() && ws.outbox_len() < OUTBOX_GATE {
+        if inflight.is_none() && !ws.outbox_full() {
             if let Some(job) = ws.catchup_job() {
                 inflight = Some(tokio::task::spawn_blocking(move || job.run()));
             }
         }
-        let open = ws.outbox_len() < OUTBOX_GATE;
+        let open = !ws.outbox_full();
         tokio::select! {
             _ = out.closed() => return,
             permit = out.reserve(), if ws.outbox_len() > 0 => {

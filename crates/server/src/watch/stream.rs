@@ -7,7 +7,7 @@
 //! above `covered`, it is synced again. Since a watcher only ever takes events at or above its
 //! next revision and then moves past them, nothing is delivered twice or skipped.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use prost::Message as _;
@@ -21,12 +21,10 @@ use tokio::sync::mpsc;
 
 use super::catchup::{key_of, revision_of, CatchupJob, CatchupResult, JobWatcher, Outcome};
 use super::hub::{Batch, WatchHub};
+use super::outbox::{OpenResponse, Outbox, MERGE_BYTES};
 
 /// Events per catch-up read (rounded up to a whole revision).
 pub(crate) const CATCHUP_EVENTS: usize = 1000;
-
-/// The stream takes no new batches or catch-ups while this many responses wait to be sent.
-pub(crate) const OUTBOX_GATE: usize = 32;
 
 /// etcd's `clientv3.InvalidWatchID`.
 const INVALID_WATCH_ID: i64 = -1;
@@ -180,6 +178,8 @@ struct Watcher {
     progress_due: bool,
     /// Canceled by compaction. As in etcd, its id stays taken until the client cancels it.
     compacted: bool,
+    /// Its last event response, if still queued: later events may join it.
+    open: Option<OpenResponse>,
 }
 
 /// One client stream's watchers and pending responses.
@@ -197,7 +197,7 @@ pub(crate) struct WatchStream {
     ids: HashMap<i64, u64>,
     next_id: i64,
     next_serial: u64,
-    outbox: VecDeque<WatchResponse>,
+    outbox: Outbox,
     progress_requested: bool,
 }
 
@@ -227,7 +227,7 @@ impl WatchStream {
             ids: HashMap::new(),
             next_id: 0,
             next_serial: 0,
-            outbox: VecDeque::new(),
+            outbox: Outbox::default(),
             progress_requested: false,
         }
     }
@@ -268,7 +268,7 @@ impl WatchStream {
             Ok(r) => r,
             Err(reason) => {
                 let r = rejected(reason);
-                self.outbox.push_back(r);
+                self.outbox.push(r);
                 return;
             }
         };
@@ -280,7 +280,7 @@ impl WatchStream {
             self.next_id - 1
         } else if self.ids.contains_key(&c.watch_id) {
             let r = rejected(ERR_DUPLICATE_ID);
-            self.outbox.push_back(r);
+            self.outbox.push(r);
             return;
         } else {
             c.watch_id
@@ -293,7 +293,7 @@ impl WatchStream {
         let serial = self.next_serial;
         self.next_serial += 1;
         self.ids.insert(id, serial);
-        self.outbox.push_back(WatchResponse {
+        self.outbox.push(WatchResponse {
             header: Some((self.header)(wsrev)),
             watch_id: id,
             created: true,
@@ -310,11 +310,12 @@ impl WatchStream {
             progress_notify: c.progress_notify,
             progress_due: true,
             compacted: false,
+            open: None,
         };
         if compacted > 0 && next_rev < compacted {
             w.compacted = true;
-            self.outbox
-                .push_back(self.compacted_response(id, compacted));
+            let r = self.compacted_response(id, compacted);
+            self.outbox.push(r);
         }
         self.watchers.insert(serial, w);
     }
@@ -336,7 +337,7 @@ impl WatchStream {
         };
         self.watchers.remove(&serial);
         let rev = self.store.current_revision();
-        self.outbox.push_back(WatchResponse {
+        self.outbox.push(WatchResponse {
             header: Some((self.header)(rev)),
             watch_id: id,
             canceled: true,
@@ -363,7 +364,7 @@ impl WatchStream {
             w.progress_due = true;
         }
         for id in due {
-            self.outbox.push_back(WatchResponse {
+            self.outbox.push(WatchResponse {
                 header: Some((self.header)(covered)),
                 watch_id: id,
                 ..Default::default()
@@ -388,7 +389,7 @@ impl WatchStream {
             self.covered
         };
         self.progress_requested = false;
-        self.outbox.push_back(WatchResponse {
+        self.outbox.push(WatchResponse {
             header: Some((self.header)(rev)),
             watch_id: INVALID_WATCH_ID,
             ..Default::default()
@@ -461,7 +462,7 @@ impl WatchStream {
                     w.compacted = true;
                     let id = w.id;
                     let r = self.compacted_response(id, rev);
-                    self.outbox.push_back(r);
+                    self.outbox.push(r);
                 }
                 Outcome::Events(p) => {
                     w.next_rev = w.next_rev.max(result.up_to + 1);
@@ -491,9 +492,12 @@ impl WatchStream {
                 ..Default::default()
             };
             if w.fragment {
-                self.outbox.extend(fragments(resp, self.max_response_bytes));
+                for r in fragments(resp, self.max_response_bytes) {
+                    self.outbox.push(r);
+                }
             } else {
-                self.outbox.push_back(resp);
+                let max = MERGE_BYTES.min(self.max_response_bytes);
+                self.outbox.push_events(&mut w.open, resp, max);
             }
         }
     }
@@ -503,8 +507,14 @@ impl WatchStream {
         self.outbox.len()
     }
 
+    /// Whether enough waits to be sent that the stream should take no new batches or
+    /// catch-ups.
+    pub(crate) fn outbox_full(&self) -> bool {
+        self.outbox.is_full()
+    }
+
     pub(crate) fn pop_response(&mut self) -> Option<WatchResponse> {
-        self.outbox.pop_front()
+        self.outbox.pop()
     }
 
     /// The revision the queue covers (tests).

@@ -117,6 +117,12 @@ fn drain(
     ws: &mut WatchStream,
     rx: &mut mpsc::Receiver<Arc<Batch>>,
 ) -> Vec<WatchResponse> {
+    feed(env, ws, rx);
+    std::iter::from_fn(|| ws.pop_response()).collect()
+}
+
+/// Runs the stream until nothing is left to do but sending: as a client that does not read.
+fn feed(env: &Env, ws: &mut WatchStream, rx: &mut mpsc::Receiver<Arc<Batch>>) {
     loop {
         let mut progressed = false;
         loop {
@@ -145,7 +151,6 @@ fn drain(
             break;
         }
     }
-    std::iter::from_fn(|| ws.pop_response()).collect()
 }
 
 /// (watch id, type, key, value, mod revision) of every event, in order.
@@ -237,12 +242,18 @@ fn live_events_by_key_prefix_from_key_and_filters() {
         .iter()
         .all(|r| r.header.as_ref().unwrap().revision == 1));
 
+    // A client that keeps up: it reads after every commit.
+    let mut rs = Vec::new();
     env.put("a", "1"); // 2
+    rs.extend(drain(&env, &mut ws, &mut rx));
     env.put("b/1", "x"); // 3
+    rs.extend(drain(&env, &mut ws, &mut rx));
     env.commit(&[&[("a", Some("2")), ("d", Some("4"))]]); // 4: one txn
+    rs.extend(drain(&env, &mut ws, &mut rx));
     env.commit(&[&[("a", None)]]); // 5
+    rs.extend(drain(&env, &mut ws, &mut rx));
     env.put("ab", "no"); // 6
-    let rs = drain(&env, &mut ws, &mut rx);
+    rs.extend(drain(&env, &mut ws, &mut rx));
     assert_eq!(
         events(&rs),
         vec![
@@ -254,7 +265,7 @@ fn live_events_by_key_prefix_from_key_and_filters() {
             ev(3, "DELETE", "a", "", 5),
         ]
     );
-    // One response per watcher and revision; header = the revision.
+    // Read as they come: one response per watcher and revision; header = the revision.
     for r in &rs {
         let rev = r.header.as_ref().unwrap().revision;
         assert!(r
@@ -275,12 +286,21 @@ fn one_txn_arrives_in_one_response_even_across_batches() {
         &[("k1", Some("a")), ("k2", Some("b"))],
         &[("k3", Some("c")), ("k1", None)],
     ]);
-    let rs = drain(&env, &mut ws, &mut rx);
-    assert_eq!(rs.len(), 2);
-    assert_eq!(rs[0].events.len(), 2);
-    assert_eq!(rs[0].header.as_ref().unwrap().revision, 2);
-    assert_eq!(rs[1].events.len(), 2);
-    assert_eq!(rs[1].header.as_ref().unwrap().revision, 3);
+    let mut pending = ws.on_batch(&rx.try_recv().unwrap());
+    assert_eq!(
+        pending
+            .iter()
+            .map(|p| (p.revision, p.events.len()))
+            .collect::<Vec<_>>(),
+        vec![(2, 2), (3, 2)],
+        "one pending response per txn"
+    );
+    // Queued together, they go out together, header at the newer revision.
+    ws.push_pending(std::mem::take(&mut pending));
+    let rs = std::iter::from_fn(|| ws.pop_response()).collect::<Vec<_>>();
+    assert_eq!(rs.len(), 1);
+    assert_eq!(rs[0].events.len(), 4);
+    assert_eq!(rs[0].header.as_ref().unwrap().revision, 3);
 }
 
 #[test]
@@ -584,4 +604,71 @@ fn hub_after_restore_makes_streams_catch_up() {
     env.hub.restored(env.store.current_revision());
     let rs = drain(&env, &mut ws, &mut rx);
     assert_eq!(events(&rs), vec![ev(0, "PUT", "k", "snap", 2)]);
+}
+
+#[test]
+fn queued_responses_of_a_watcher_coalesce_but_never_past_a_control_response() {
+    let env = Env::new();
+    let (mut ws, mut rx) = env.stream();
+    ws.handle(create("a", "", 0));
+    ws.handle(create("b", "", 0));
+    ws.handle(create_with(|c| {
+        c.key = b"f".to_vec();
+        c.fragment = true;
+    }));
+    assert_eq!(
+        drain(&env, &mut ws, &mut rx).len(),
+        3,
+        "three created responses"
+    );
+
+    // Nothing sent meanwhile: each watcher's events share one response, header at the newest.
+    let r1 = env.put("a", "1");
+    let r2 = env.put("b", "1");
+    let r3 = env.put("a", "2");
+    let r4 = env.put("f", "1");
+    let r5 = env.put("f", "2");
+    let rs = drain(&env, &mut ws, &mut rx);
+    let ids: Vec<i64> = rs.iter().map(|r| r.watch_id).collect();
+    assert_eq!(
+        ids,
+        vec![0, 1, 2, 2],
+        "fragmenting watchers keep one response per revision"
+    );
+    assert_eq!(rs[0].header.as_ref().unwrap().revision, r3);
+    assert_eq!(
+        events(&rs),
+        vec![
+            ev(0, "PUT", "a", "1", r1),
+            ev(0, "PUT", "a", "2", r3),
+            ev(1, "PUT", "b", "1", r2),
+            ev(2, "PUT", "f", "1", r4),
+            ev(2, "PUT", "f", "2", r5),
+        ]
+    );
+
+    // A control response queued in between keeps the later events behind it.
+    let r6 = env.put("a", "3");
+    feed(&env, &mut ws, &mut rx);
+    ws.handle(cancel(1));
+    let r7 = env.put("a", "4");
+    let rs = drain(&env, &mut ws, &mut rx);
+    let shape: Vec<(i64, bool, usize)> = rs
+        .iter()
+        .map(|r| (r.watch_id, r.canceled, r.events.len()))
+        .collect();
+    assert_eq!(shape, vec![(0, false, 1), (1, true, 0), (0, false, 1)]);
+    assert_eq!(
+        events(&rs),
+        vec![ev(0, "PUT", "a", "3", r6), ev(0, "PUT", "a", "4", r7)]
+    );
+
+    // A response already taken for sending takes no more events.
+    let r8 = env.put("a", "5");
+    feed(&env, &mut ws, &mut rx);
+    let first = ws.pop_response().unwrap();
+    let r9 = env.put("a", "6");
+    let rest = drain(&env, &mut ws, &mut rx);
+    assert_eq!(events(&[first]), vec![ev(0, "PUT", "a", "5", r8)]);
+    assert_eq!(events(&rest), vec![ev(0, "PUT", "a", "6", r9)]);
 }
