@@ -4,6 +4,7 @@
 
 mod applier;
 mod logger;
+pub mod metrics;
 mod node;
 pub mod transport;
 pub mod wal;

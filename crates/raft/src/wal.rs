@@ -26,6 +26,8 @@ const MAX_RECORD: u32 = 512 * 1024 * 1024;
 const REC_ENTRY: u8 = 1;
 const REC_HARD_STATE: u8 = 2;
 const REC_SNAPSHOT: u8 = 3;
+/// etcd's `warnSyncDuration`: a WAL sync slower than this is logged.
+const SLOW_FSYNC: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// WAL failures; each names the file and offset it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -230,10 +232,17 @@ impl Wal {
             self.cut()?;
         }
         let path = &self.segments.last().expect("a segment").path;
+        let started = std::time::Instant::now();
         self.file
             .write_all(&self.buf)
             .map_err(io_err("write", path))?;
         self.file.sync_data().map_err(io_err("fdatasync", path))?;
+        let took = started.elapsed();
+        crate::metrics::WAL_FSYNC.observe(took);
+        if took >= SLOW_FSYNC {
+            // etcd's warning, with its threshold.
+            tracing::warn!(took = ?took, expected_duration = ?SLOW_FSYNC, "slow fdatasync");
+        }
         self.offset += self.buf.len() as u64;
         self.buf.clear();
         self.buf_first = None;

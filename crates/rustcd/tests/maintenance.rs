@@ -277,6 +277,23 @@ fn http_health_version_and_metrics_on_the_client_port() {
     assert_eq!(status, 200);
     assert!(body.contains("etcd_server_has_leader 1"), "{body}");
     assert!(body.contains("etcd_mvcc_db_total_size_in_bytes"), "{body}");
+    // The disk latency histograms count what the member did to join the cluster.
+    for h in [
+        "etcd_disk_wal_fsync_duration_seconds",
+        "etcd_disk_backend_commit_duration_seconds",
+    ] {
+        assert!(body.contains(&format!("# TYPE {h} histogram")), "{body}");
+        assert!(
+            body.contains(&format!("{h}_bucket{{le=\"0.001\"}}")),
+            "{body}"
+        );
+        let count: u64 = body
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{h}_count ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {h}_count: {body}"));
+        assert!(count > 0, "{h}_count is 0: {body}");
+    }
     // Without a quorum the member reports itself unhealthy.
     c.procs[1].kill9();
     c.procs[2].kill9();

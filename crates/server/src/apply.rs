@@ -305,7 +305,9 @@ impl StateMachine for Applier {
             batch.set_consistent_index(e.index, e.term);
         }
         durable |= self.last_durable.elapsed() >= DURABLE_EVERY;
+        let started = Instant::now();
         let events = batch.commit(durable).map_err(|e| e.to_string())?;
+        rustcd_raft::metrics::BACKEND_COMMIT.observe(started.elapsed());
         self.shared
             .watch_hub
             .notify(self.store().current_revision(), events);

@@ -159,6 +159,8 @@ async fn metrics(State(core): State<Arc<Core>>) -> impl IntoResponse {
             rss as f64,
         );
     }
+    rustcd_raft::metrics::WAL_FSYNC.render(&mut out);
+    rustcd_raft::metrics::BACKEND_COMMIT.render(&mut out);
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
