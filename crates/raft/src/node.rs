@@ -758,8 +758,9 @@ impl ReadyLoop {
         }
     }
 
-    /// Every `--snapshot-count` applied entries: ask the apply thread to
-    /// make the state machine durable; `save_snapshot` follows its answer.
+    /// Every `min(--snapshot-count, MAX_SNAPSHOT_INTERVAL)` applied entries:
+    /// ask the apply thread to make the state machine durable; `save_snapshot`
+    /// follows its answer.
     fn maybe_snapshot(&mut self) -> Result<(), String> {
         let interval = self.snapshot_count.min(MAX_SNAPSHOT_INTERVAL);
         if self.flushing || self.applied < self.last_snapshot + interval {

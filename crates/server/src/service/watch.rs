@@ -3,9 +3,9 @@
 //! One task per stream multiplexes everything the stream waits on: client requests, batches
 //! from its hub queue, the catch-up read in flight (on the blocking pool), sending the next
 //! response, and the progress and leader timers. It takes new work (batches, catch-ups) only
-//! while less than `outbox::OUTBOX_BYTES` of responses wait, so a client that does not read stops its own
-//! stream from growing: its queue fills, the hub drops it, and it later catches up from the
-//! store. Apply, writers and other streams never wait for it.
+//! while less than `outbox::OUTBOX_BYTES` of responses wait, so a client that does not read
+//! stops its own stream from growing: its queue fills, the hub drops it, and it later catches
+//! up from the store. Apply, writers and other streams never wait for it.
 
 use std::sync::Arc;
 use std::time::Duration;
