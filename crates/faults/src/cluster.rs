@@ -783,6 +783,20 @@ impl Cluster {
         best.map(|(_, i)| i)
     }
 
+    /// The live members, the current leader (if one answers) first: a
+    /// follower forwards a proposal to the leader it knows, and right after
+    /// a leader change that may be a stopped member, so the request waits out
+    /// the server's request timeout ("etcdserver: request timed out").
+    async fn leader_first(&self) -> Vec<usize> {
+        let mut live = self.live();
+        if let Some(l) = self.wait_leader(Duration::from_secs(5)).await {
+            if let Some(p) = live.iter().position(|&i| i == l) {
+                live.swap(0, p);
+            }
+        }
+        live
+    }
+
     /// Waits up to `timeout` for a leader.
     pub async fn wait_leader(&self, timeout: Duration) -> Option<usize> {
         let deadline = Instant::now() + timeout;
@@ -923,13 +937,14 @@ impl Cluster {
             .member_id(i)
             .await
             .ok_or_else(|| format!("{} does not answer Status", self.members[i].name))?;
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(45);
         let mut last = String::new();
         'ask: loop {
             if Instant::now() > deadline {
                 return Err(format!("MemberRemove did not succeed: {last}"));
             }
-            for j in self.live() {
+            for j in self.leader_first().await {
                 if j == i {
                     continue;
                 }
@@ -945,6 +960,11 @@ impl Cluster {
                     Ok(Err(s)) => last = format!("{s:?}"),
                     Err(_) => last = "timed out".into(),
                 }
+                eprintln!(
+                    "faults: MemberRemove via {} failed after {:?}: {last}",
+                    self.members[j].name,
+                    started.elapsed()
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -970,13 +990,14 @@ impl Cluster {
         let name = format!("m{idx}");
         let peer = format!("http://127.0.0.1:{}", free_port());
         let client = format!("http://127.0.0.1:{}", free_port());
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(45);
         let mut last = String::new();
         let members = 'ask: loop {
             if Instant::now() > deadline {
                 return Err(format!("MemberAdd did not succeed: {last}"));
             }
-            for j in self.live() {
+            for j in self.leader_first().await {
                 let mut c = ClusterClient::new(channel(&self.members[j].client_url));
                 match tokio::time::timeout(
                     Duration::from_secs(8),
@@ -1003,6 +1024,12 @@ impl Cluster {
                     Ok(Err(s)) => last = format!("{s:?}"),
                     Err(_) => last = "timed out".into(),
                 }
+                // Captured by the test harness; shown only when the test fails.
+                eprintln!(
+                    "faults: MemberAdd via {} failed after {:?}: {last}",
+                    self.members[j].name,
+                    started.elapsed()
+                );
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         };
