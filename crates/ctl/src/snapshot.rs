@@ -127,7 +127,7 @@ const T_END: u8 = 0xFF;
 /// absent in a new store, revision 1) and the schema marker.
 const META_CURRENT_REV: &[u8] = b"current_rev";
 const META_SCHEMA: &[u8] = b"schema";
-const SCHEMA_VERSION: &[u8] = b"rustcd-mvcc/1";
+const SCHEMA_VERSION: &[u8] = b"rustcd-mvcc/2";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum FileKind {

@@ -4,11 +4,12 @@
 use redb::ReadableTable;
 
 use crate::error::{Error, Result, StorageContext};
+use crate::range::put_value;
 use crate::store::ReadTxn;
 
 impl ReadTxn {
     /// CRC32C over every version visible at or below `rev` (0 = current):
-    /// its key, revision and stored value, in key then revision order, with
+    /// its key, revision, index row and value, in key then revision order, with
     /// history that compaction removes left out whether or not it is
     /// physically gone yet. Returns (hash, the revision hashed).
     pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64)> {
@@ -37,6 +38,9 @@ impl ReadTxn {
             crc = crc32c::crc32c_append(crc, &main.to_be_bytes());
             crc = crc32c::crc32c_append(crc, &sub.to_be_bytes());
             crc = crc32c::crc32c_append(crc, v.value());
+            if !v.value().is_empty() {
+                crc = crc32c::crc32c_append(crc, &put_value(&self.rev, main, sub)?);
+            }
         }
         Ok((crc, rev))
     }

@@ -24,12 +24,13 @@
 //! Three tables do the work (see `DESIGN.md` next to this crate's `Cargo.toml` for the byte
 //! formats and crash behaviour):
 //!
-//! * `kv`: `(user key, main, sub)` → the prost-encoded `mvccpb::KeyValue` of a put (its `key`
-//!   field left empty, the key being in the row key) or zero bytes for a tombstone. The value of
-//!   key K at revision R is K's greatest row with `main <= R`; reads find it with one seek, and
-//!   range reads skip from key to key with seeks rather than scanning long histories.
-//! * `rev`: `(main, sub)` → a tombstone flag and the user key: the revision-ordered log used by
-//!   compaction and `events_since`.
+//! * `kv`, the key index: `(user key, main, sub)` → the prost-encoded `mvccpb::KeyValue` of a
+//!   put without its key and value, or zero bytes for a tombstone. Key K at revision R is K's
+//!   greatest row with `main <= R`; reads find it with one seek, and range reads skip from key to
+//!   key with seeks rather than scanning long histories.
+//! * `rev`: `(main, sub)` → a tombstone flag, the user key and a put's value: the
+//!   revision-ordered log that holds the values (appended in order, like etcd's
+//!   revision-keyed bucket) and is used by compaction and `events_since`.
 //! * `meta`: schema marker, current revision, compact revision, physical compaction cursor,
 //!   consistent index. The server's own keys live in a separate `app_meta` table.
 //!

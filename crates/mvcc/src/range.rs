@@ -11,24 +11,27 @@ use rustcd_proto::etcdserverpb::{RangeRequest, RangeResponse};
 use rustcd_proto::mvccpb::KeyValue;
 
 use crate::error::{Error, Result, StorageContext};
-use crate::schema::{decode_put, RangeEnd};
+use crate::schema::{decode_put, decode_rev_value, RangeEnd};
 
 /// Row key of the `kv` table.
 pub(crate) type KvKey = (&'static [u8], u64, u64);
 /// Row value of the `kv` table.
 pub(crate) type KvValue = &'static [u8];
+/// Row key of the `rev` table.
+pub(crate) type RevKey = (u64, u64);
 
 /// After this many consecutive rows of one user key have been read, the walk stops scanning that
 /// key's history and seeks straight to its newest row at the read revision, then past the key.
 /// Small histories are cheaper to scan than to seek over; long ones are skipped in O(log n).
 const SCAN_BEFORE_SEEK: usize = 4;
 
-/// The newest row of `key` with main revision <= `at` (a put or a tombstone), if any.
+/// The newest row of `key` with main revision <= `at` (a put or a tombstone), if any, with its
+/// sub revision.
 pub(crate) fn newest_row<'t, T>(
     table: &'t T,
     key: &[u8],
     at: u64,
-) -> Result<Option<AccessGuard<'t, KvValue>>>
+) -> Result<Option<(u64, AccessGuard<'t, KvValue>)>>
 where
     T: ReadableTable<KvKey, KvValue>,
 {
@@ -37,8 +40,29 @@ where
         .ctx("reading key history")?;
     match rows.next_back() {
         None => Ok(None),
-        Some(row) => Ok(Some(row.ctx("reading key history")?.1)),
+        Some(row) => {
+            let (k, v) = row.ctx("reading key history")?;
+            Ok(Some((k.value().2, v)))
+        }
     }
+}
+
+/// The value of the put at (`main`, `sub`), from its `rev` row.
+pub(crate) fn put_value<R>(revs: &R, main: u64, sub: u64) -> Result<Vec<u8>>
+where
+    R: ReadableTable<RevKey, KvValue>,
+{
+    let row = revs
+        .get((main, sub))
+        .ctx("reading rev table")?
+        .ok_or_else(|| Error::Corrupt(format!("kv row ({main}, {sub}) has no rev row")))?;
+    let rv = decode_rev_value(row.value())?;
+    if rv.tombstone {
+        return Err(Error::Corrupt(format!(
+            "kv row ({main}, {sub}) is a put but its rev row a tombstone"
+        )));
+    }
+    Ok(rv.value.to_vec())
 }
 
 /// Whether (`main`, `sub`) is the newest row of `key` with main revision <= `main`.
@@ -55,9 +79,9 @@ where
     }
 }
 
-/// Calls `visit(user_key, row_value)` for every key of the etcd range [`start`, `end`) that is
-/// live (its newest row with main revision <= `at` is a put), in ascending key order, passing that
-/// put's row value. Stops early when `visit` returns `Ok(false)`.
+/// Calls `visit(user_key, sub, row_value)` for every key of the etcd range [`start`, `end`) that
+/// is live (its newest row with main revision <= `at` is a put), in ascending key order, passing
+/// that put's sub revision and index row value. Stops early when `visit` returns `Ok(false)`.
 ///
 /// Rows of one key are scanned forward while they are few; as soon as a row newer than `at` shows
 /// up, or the key has more than [`SCAN_BEFORE_SEEK`] rows, the walk settles the key (seeking
@@ -72,13 +96,13 @@ pub(crate) fn visit_live<T, F>(
 ) -> Result<()>
 where
     T: ReadableTable<KvKey, KvValue>,
-    F: FnMut(&[u8], &[u8]) -> Result<bool>,
+    F: FnMut(&[u8], u64, &[u8]) -> Result<bool>,
 {
     let upper: Bound<(&[u8], u64, u64)> = match end {
         RangeEnd::Single => {
-            if let Some(row) = newest_row(table, start, at)? {
+            if let Some((sub, row)) = newest_row(table, start, at)? {
                 if !row.value().is_empty() {
-                    visit(start, row.value())?;
+                    visit(start, sub, row.value())?;
                 }
             }
             return Ok(());
@@ -105,7 +129,7 @@ where
         let mut cur: Option<Walked<'_>> = None;
         for row in rows {
             let (k, v) = row.ctx("reading key range")?;
-            let (user_key, main, _sub) = k.value();
+            let (user_key, main, sub) = k.value();
             if cur.as_ref().is_none_or(|c| c.key.as_slice() != user_key) {
                 if !report(&mut visit, cur.take())? {
                     return Ok(());
@@ -119,7 +143,7 @@ where
             let c = cur.as_mut().expect("set above");
             c.rows += 1;
             if main <= at {
-                c.newest = Some(v);
+                c.newest = Some((sub, v));
                 if c.rows < SCAN_BEFORE_SEEK {
                     continue;
                 }
@@ -140,25 +164,25 @@ where
     }
 }
 
-/// A key met by [`visit_live`]: its newest row <= the read revision so far, and how many of its
-/// rows were read.
+/// A key met by [`visit_live`]: its newest row <= the read revision so far (sub revision and
+/// value), and how many of its rows were read.
 struct Walked<'t> {
     key: Vec<u8>,
-    newest: Option<AccessGuard<'t, KvValue>>,
+    newest: Option<(u64, AccessGuard<'t, KvValue>)>,
     rows: usize,
 }
 
 /// Passes a walked key to the visitor if it is live; returns whether to go on.
 fn report<F>(visit: &mut F, walked: Option<Walked<'_>>) -> Result<bool>
 where
-    F: FnMut(&[u8], &[u8]) -> Result<bool>,
+    F: FnMut(&[u8], u64, &[u8]) -> Result<bool>,
 {
     match walked {
         Some(Walked {
             key,
-            newest: Some(row),
+            newest: Some((sub, row)),
             ..
-        }) if !row.value().is_empty() => visit(&key, row.value()),
+        }) if !row.value().is_empty() => visit(&key, sub, row.value()),
         _ => Ok(true),
     }
 }
@@ -189,10 +213,17 @@ pub(crate) fn resolve_rev(requested: i64, view: RangeView) -> Result<i64> {
 }
 
 /// etcd 3.5's `Range` (etcdserver `applierV3backend.Range` on top of mvcc `rangeKeys`).
-/// The response header is left `None`.
-pub(crate) fn range<T>(table: &T, req: &RangeRequest, view: RangeView) -> Result<RangeResponse>
+/// The response header is left `None`. Values are read from `revs` only for the keys returned
+/// (after filtering, sorting and the limit), and not at all for keys_only or count_only.
+pub(crate) fn range<T, R>(
+    table: &T,
+    revs: &R,
+    req: &RangeRequest,
+    view: RangeView,
+) -> Result<RangeResponse>
 where
     T: ReadableTable<KvKey, KvValue>,
+    R: ReadableTable<RevKey, KvValue>,
 {
     let rev = resolve_rev(req.revision, view)?;
 
@@ -213,20 +244,36 @@ where
     let fetch = usize::try_from(fetch).unwrap_or(0);
 
     let mut count: i64 = 0;
+    // Each key's sub revision rides in `value` (as 8 bytes) until the values are read.
     let mut kvs: Vec<KeyValue> = Vec::new();
     visit_live(
         table,
         &req.key,
         RangeEnd::from_request(&req.range_end),
         rev as u64,
-        |key, row| {
+        |key, sub, row| {
             count += 1;
             if !req.count_only && (fetch == 0 || kvs.len() < fetch) {
-                kvs.push(decode_put(key, row)?);
+                let mut kv = decode_put(key, row)?;
+                kv.value = sub.to_be_bytes().to_vec();
+                kvs.push(kv);
             }
             Ok(true)
         },
     )?;
+    let fill = |kvs: &mut [KeyValue]| -> Result<()> {
+        for kv in kvs {
+            let sub = u64::from_be_bytes(kv.value.as_slice().try_into().expect("8 bytes"));
+            kv.value = put_value(revs, kv.mod_revision as u64, sub)?;
+        }
+        Ok(())
+    };
+    // Sorting by value needs every value (keys_only too: etcd sorts before it drops values);
+    // otherwise only the returned keys' values are read.
+    let values_filled = req.sort_target == SortTarget::Value as i32;
+    if values_filled {
+        fill(&mut kvs)?;
+    }
 
     if req.max_mod_revision != 0 {
         kvs.retain(|kv| kv.mod_revision <= req.max_mod_revision);
@@ -252,6 +299,8 @@ where
         for kv in &mut kvs {
             kv.value = Vec::new();
         }
+    } else if !values_filled {
+        fill(&mut kvs)?;
     }
     Ok(RangeResponse {
         header: None,

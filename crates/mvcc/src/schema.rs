@@ -6,13 +6,18 @@ use rustcd_proto::mvccpb::KeyValue;
 
 use crate::error::{Error, Result};
 
-/// One row per version of a user key: (user key, main revision, sub revision) → value.
-/// The value is the prost-encoded `mvccpb::KeyValue` with its `key` field left empty (the key is
-/// already in the row key), or zero bytes for a tombstone.
+/// The key index: one row per version of a user key, (user key, main revision, sub revision) →
+/// the prost-encoded `mvccpb::KeyValue` with its `key` and `value` fields left empty (the key is
+/// in the row key, the value in [`REV`]), or zero bytes for a tombstone.
+///
+/// Values live apart so that index rows stay small: a random put or a large delete rewrites
+/// index pages holding many keys each, and the values are only ever appended in revision order
+/// (etcd keeps its values keyed by revision for the same reason).
 pub(crate) const KV: TableDefinition<(&[u8], u64, u64), &[u8]> = TableDefinition::new("kv");
 
-/// One row per version, ordered by revision: (main, sub) → [flag byte][user key].
-/// The flag is [`REV_PUT`] or [`REV_TOMBSTONE`].
+/// One row per version, ordered by revision: (main, sub) → [flag byte][user key length, u32
+/// big-endian][user key][value]. The flag is [`REV_PUT`] or [`REV_TOMBSTONE`]; a tombstone has no
+/// value.
 pub(crate) const REV: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("rev");
 
 /// The store's own bookkeeping (schema marker, revisions, consistent index).
@@ -27,7 +32,7 @@ pub(crate) const REV_TOMBSTONE: u8 = 1;
 
 /// `META` key of the schema marker; its value must be [`SCHEMA_VERSION`].
 pub(crate) const META_SCHEMA: &str = "schema";
-pub(crate) const SCHEMA_VERSION: &[u8] = b"rustcd-mvcc/1";
+pub(crate) const SCHEMA_VERSION: &[u8] = b"rustcd-mvcc/2";
 /// `META` key of the current revision: i64 big-endian. Absent in a new store (revision 1).
 pub(crate) const META_CURRENT_REV: &str = "current_rev";
 /// `META` key of the compact revision: i64 big-endian. Absent if never compacted.
@@ -39,7 +44,7 @@ pub(crate) const META_COMPACT_CURSOR: &str = "compact_cursor";
 /// `META` key of the consistent index: u64 big-endian raft index then u64 big-endian term.
 pub(crate) const META_CONSISTENT_INDEX: &str = "consistent_index";
 
-/// Encodes a put's row value: the KeyValue without its key.
+/// Encodes a put's index row value: the KeyValue without its key and value.
 pub(crate) fn encode_put(kv: &KeyValue) -> Vec<u8> {
     let stored = KeyValue {
         key: Vec::new(),
@@ -49,20 +54,13 @@ pub(crate) fn encode_put(kv: &KeyValue) -> Vec<u8> {
         value: Vec::new(),
         lease: kv.lease,
     };
-    // Encode the value field by hand after the others so the (possibly large) value is not
-    // cloned: field 5, wire type 2 (length-delimited).
-    let mut buf = Vec::with_capacity(stored.encoded_len() + kv.value.len() + 8);
-    stored
-        .encode(&mut buf)
-        .expect("Vec<u8> grows as needed; encoding cannot fail");
-    if !kv.value.is_empty() {
-        prost::encoding::bytes::encode(5, &kv.value, &mut buf);
-    }
+    let buf = stored.encode_to_vec();
     debug_assert!(!buf.is_empty(), "a put row is never empty");
     buf
 }
 
-/// Decodes a put's row value, filling in the user key from the row key.
+/// Decodes a put's index row value, filling in the user key from the row key; the value is left
+/// empty (it is in the `rev` row).
 pub(crate) fn decode_put(key: &[u8], bytes: &[u8]) -> Result<KeyValue> {
     let mut kv = KeyValue::decode(bytes).map_err(|e| {
         Error::Corrupt(format!(
@@ -74,20 +72,49 @@ pub(crate) fn decode_put(key: &[u8], bytes: &[u8]) -> Result<KeyValue> {
     Ok(kv)
 }
 
-pub(crate) fn encode_rev_value(tombstone: bool, key: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(key.len() + 1);
+/// Encodes a `REV` row value; a tombstone's `value` must be empty.
+pub(crate) fn encode_rev_value(tombstone: bool, key: &[u8], value: &[u8]) -> Vec<u8> {
+    debug_assert!(!tombstone || value.is_empty());
+    let mut v = Vec::with_capacity(5 + key.len() + value.len());
     v.push(if tombstone { REV_TOMBSTONE } else { REV_PUT });
+    v.extend_from_slice(&(key.len() as u32).to_be_bytes());
     v.extend_from_slice(key);
+    v.extend_from_slice(value);
     v
 }
 
-/// Splits a `REV` row value into (is tombstone, user key).
-pub(crate) fn decode_rev_value(bytes: &[u8]) -> Result<(bool, &[u8])> {
-    match bytes.split_first() {
-        Some((&REV_PUT, key)) => Ok((false, key)),
-        Some((&REV_TOMBSTONE, key)) => Ok((true, key)),
-        _ => Err(Error::Corrupt(format!("invalid rev table entry {bytes:?}"))),
+/// A decoded `REV` row value.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct RevValue<'a> {
+    pub(crate) tombstone: bool,
+    pub(crate) key: &'a [u8],
+    /// The put's value (empty for a tombstone).
+    pub(crate) value: &'a [u8],
+}
+
+/// Splits a `REV` row value into its flag, user key and value.
+pub(crate) fn decode_rev_value(bytes: &[u8]) -> Result<RevValue<'_>> {
+    let bad = || Error::Corrupt(format!("invalid rev table entry {bytes:?}"));
+    let (&flag, rest) = bytes.split_first().ok_or_else(bad)?;
+    let tombstone = match flag {
+        REV_PUT => false,
+        REV_TOMBSTONE => true,
+        _ => return Err(bad()),
+    };
+    if rest.len() < 4 {
+        return Err(bad());
     }
+    let klen = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+    let rest = &rest[4..];
+    if rest.len() < klen || (tombstone && rest.len() != klen) {
+        return Err(bad());
+    }
+    let (key, value) = rest.split_at(klen);
+    Ok(RevValue {
+        tombstone,
+        key,
+        value,
+    })
 }
 
 pub(crate) fn encode_i64(v: i64) -> [u8; 8] {
@@ -172,9 +199,18 @@ mod tests {
             };
             let row = encode_put(&kv);
             assert!(!row.is_empty());
-            // The key is not stored in the row.
+            // Neither the key nor the value is stored in the index row.
+            assert!(row.len() < 30);
             assert_eq!(KeyValue::decode(row.as_slice()).unwrap().key, b"");
-            assert_eq!(decode_put(b"some/key", &row).unwrap(), kv);
+            let decoded = decode_put(b"some/key", &row).unwrap();
+            assert_eq!(decoded.value, b"");
+            assert_eq!(
+                decoded,
+                KeyValue {
+                    value: Vec::new(),
+                    ..kv
+                }
+            );
         }
         assert!(matches!(
             decode_put(b"k", &[0xff, 0xff]),
@@ -184,16 +220,28 @@ mod tests {
 
     #[test]
     fn rev_values() {
+        let rv = |tombstone, key, value| RevValue {
+            tombstone,
+            key,
+            value,
+        };
         assert_eq!(
-            decode_rev_value(&encode_rev_value(true, b"k")).unwrap(),
-            (true, &b"k"[..])
+            decode_rev_value(&encode_rev_value(true, b"k", b"")).unwrap(),
+            rv(true, &b"k"[..], &b""[..])
         );
         assert_eq!(
-            decode_rev_value(&encode_rev_value(false, b"")).unwrap(),
-            (false, &b""[..])
+            decode_rev_value(&encode_rev_value(false, b"", b"")).unwrap(),
+            rv(false, &b""[..], &b""[..])
+        );
+        assert_eq!(
+            decode_rev_value(&encode_rev_value(false, b"key", b"value")).unwrap(),
+            rv(false, &b"key"[..], &b"value"[..])
         );
         assert!(decode_rev_value(&[]).is_err());
         assert!(decode_rev_value(&[7, 1]).is_err());
+        // Truncated key, and a tombstone carrying a value.
+        assert!(decode_rev_value(&[0, 0, 0, 0, 5, b'k']).is_err());
+        assert!(decode_rev_value(&[1, 0, 0, 0, 1, b'k', b'v']).is_err());
     }
 
     #[test]

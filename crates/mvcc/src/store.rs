@@ -15,7 +15,7 @@ use rustcd_proto::mvccpb::event::EventType;
 use rustcd_proto::mvccpb::{Event, KeyValue};
 
 use crate::error::{Error, Result, StorageContext};
-use crate::range::{self, KvKey, KvValue, RangeView};
+use crate::range::{self, KvKey, KvValue, RangeView, RevKey};
 use crate::schema::{
     decode_i64, decode_pair, decode_put, decode_rev_value, in_range, APP_META, KV, META,
     META_COMPACT_CURSOR, META_COMPACT_REV, META_CONSISTENT_INDEX, META_CURRENT_REV, META_SCHEMA,
@@ -418,6 +418,7 @@ fn init_or_check(db: &Database, path: &Path) -> Result<Committed> {
 /// A read-only snapshot of the store (see [`Store::read`]).
 pub struct ReadTxn {
     pub(crate) kv: ReadOnlyTable<KvKey, KvValue>,
+    pub(crate) rev: ReadOnlyTable<RevKey, KvValue>,
     txn: ReadTransaction,
     view: RangeView,
     // Keeps the database open for as long as the snapshot lives; dropped last.
@@ -448,8 +449,10 @@ impl ReadTxn {
         let meta = txn.open_table(META).ctx("opening meta table")?;
         let c = load_committed(&meta)?;
         let kv = txn.open_table(KV).ctx("opening kv table")?;
+        let rev = txn.open_table(REV).ctx("opening rev table")?;
         Ok(ReadTxn {
             kv,
+            rev,
             txn,
             view: RangeView {
                 current: c.current_rev,
@@ -475,7 +478,7 @@ impl ReadTxn {
 
     /// etcd's Range over this snapshot (the response header is left `None`).
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
-        range::range(&self.kv, req, self.view)
+        range::range(&self.kv, &self.rev, req, self.view)
     }
 
     /// A server meta value in this snapshot.
@@ -530,7 +533,7 @@ impl ReadTxn {
             return Err(Error::Compacted);
         }
         let from = start_rev.max(0) as u64;
-        let revs = self.txn.open_table(REV).ctx("opening rev table")?;
+        let revs = &self.rev;
         let mut events = Vec::new();
         let mut last_main = None;
         for row in revs
@@ -542,7 +545,8 @@ impl ReadTxn {
             if limit > 0 && events.len() >= limit && last_main != Some(main) {
                 break;
             }
-            let (tombstone, user_key) = decode_rev_value(v.value())?;
+            let rv = decode_rev_value(v.value())?;
+            let (tombstone, user_key) = (rv.tombstone, rv.key);
             if !in_range(user_key, key, range_end) {
                 continue;
             }
@@ -570,9 +574,11 @@ impl ReadTxn {
                     .ok_or_else(|| {
                         Error::Corrupt(format!("rev table entry ({main}, {sub}) has no kv row"))
                     })?;
+                let mut kv = decode_put(user_key, row.value())?;
+                kv.value = rv.value.to_vec();
                 Event {
                     r#type: EventType::Put as i32,
-                    kv: Some(decode_put(user_key, row.value())?),
+                    kv: Some(kv),
                     prev_kv: None,
                 }
             };
@@ -585,10 +591,9 @@ impl ReadTxn {
     /// Row counts of the `kv` and `rev` tables in this snapshot (diagnostics and tests: shows
     /// compaction physically removing history).
     pub fn row_counts(&self) -> Result<RowCounts> {
-        let rev = self.txn.open_table(REV).ctx("opening rev table")?;
         Ok(RowCounts {
             kv: self.kv.len().ctx("counting kv rows")?,
-            rev: rev.len().ctx("counting rev rows")?,
+            rev: self.rev.len().ctx("counting rev rows")?,
         })
     }
 }

@@ -11,7 +11,7 @@ use rustcd_proto::mvccpb::event::EventType;
 use rustcd_proto::mvccpb::{Event, KeyValue};
 
 use crate::error::{Error, Result, StorageContext};
-use crate::range::{self, newest_row, visit_live, KvKey, KvValue, RangeView};
+use crate::range::{self, newest_row, put_value, visit_live, KvKey, KvValue, RangeView};
 use crate::schema::{
     decode_put, decode_rev_value, encode_i64, encode_pair, encode_put, encode_rev_value, RangeEnd,
     APP_META, KV, META, META_COMPACT_CURSOR, META_COMPACT_REV, META_CONSISTENT_INDEX,
@@ -146,7 +146,7 @@ impl WriteBatch {
             .take(budget)
         {
             let (k, v) = row.ctx("reading rev table")?;
-            let (_, key) = decode_rev_value(v.value())?;
+            let key = decode_rev_value(v.value())?.key;
             entries.push((k.value(), key.to_vec()));
         }
         let scanned_to_end = entries.len() < budget;
@@ -403,8 +403,10 @@ impl TxnWrite<'_> {
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
         self.batch.check_poisoned()?;
         let kv = self.batch.wtx.open_table(KV).ctx("opening kv table")?;
+        let revs = self.batch.wtx.open_table(REV).ctx("opening rev table")?;
         range::range(
             &kv,
+            &revs,
             req,
             RangeView {
                 current: self.read_rev(),
@@ -413,7 +415,8 @@ impl TxnWrite<'_> {
         )
     }
 
-    /// Puts `key` = `value` with `lease`; returns the previous live KeyValue, if any.
+    /// Puts `key` = `value` with `lease`; returns the previous live KeyValue, if any, **without its
+    /// value** (reading it would cost a lookup per put; use [`TxnWrite::range`] first for that).
     /// A new (or deleted and re-created) key gets version 1 and create_revision = this txn's
     /// revision; otherwise the version is incremented and create_revision kept.
     pub fn put(&mut self, key: &[u8], value: &[u8], lease: i64) -> Result<Option<KeyValue>> {
@@ -423,7 +426,7 @@ impl TxnWrite<'_> {
         let r = (|| {
             let mut kv_table = self.batch.wtx.open_table(KV).ctx("opening kv table")?;
             let prev = match newest_row(&kv_table, key, main as u64)? {
-                Some(row) if !row.value().is_empty() => Some(decode_put(key, row.value())?),
+                Some((_, row)) if !row.value().is_empty() => Some(decode_put(key, row.value())?),
                 _ => None,
             };
             let (create_revision, version) = match &prev {
@@ -442,8 +445,11 @@ impl TxnWrite<'_> {
                 .insert((key, main as u64, sub), encode_put(&kv).as_slice())
                 .ctx("writing kv row")?;
             let mut revs = self.batch.wtx.open_table(REV).ctx("opening rev table")?;
-            revs.insert((main as u64, sub), encode_rev_value(false, key).as_slice())
-                .ctx("writing rev row")?;
+            revs.insert(
+                (main as u64, sub),
+                encode_rev_value(false, key, value).as_slice(),
+            )
+            .ctx("writing rev row")?;
             Ok((prev, kv))
         })();
         let (prev, kv) = self.batch.poison_on_err(r)?;
@@ -458,25 +464,35 @@ impl TxnWrite<'_> {
 
     /// Deletes the live keys of the etcd range [`key`, `range_end`) (empty `range_end`: just
     /// `key`; `"\0"`: every key >= `key`) by writing tombstones; returns the deleted KeyValues
-    /// as they were. Deleting nothing writes nothing.
-    pub fn delete_range(&mut self, key: &[u8], range_end: &[u8]) -> Result<Vec<KeyValue>> {
+    /// as they were, with their values only if `with_values` (etcd's `prev_kv`: reading values
+    /// costs a lookup per key). Deleting nothing writes nothing.
+    pub fn delete_range(
+        &mut self,
+        key: &[u8],
+        range_end: &[u8],
+        with_values: bool,
+    ) -> Result<Vec<KeyValue>> {
         self.batch.check_poisoned()?;
         let main = self.main();
         let first_sub = self.sub;
         let r = (|| {
             let mut kv_table = self.batch.wtx.open_table(KV).ctx("opening kv table")?;
+            let mut revs = self.batch.wtx.open_table(REV).ctx("opening rev table")?;
             let mut live = Vec::new();
             visit_live(
                 &kv_table,
                 key,
                 RangeEnd::from_request(range_end),
                 main as u64,
-                |k, row| {
-                    live.push(decode_put(k, row)?);
+                |k, sub, row| {
+                    let mut kv = decode_put(k, row)?;
+                    if with_values {
+                        kv.value = put_value(&revs, kv.mod_revision as u64, sub)?;
+                    }
+                    live.push(kv);
                     Ok(true)
                 },
             )?;
-            let mut revs = self.batch.wtx.open_table(REV).ctx("opening rev table")?;
             for (i, kv) in live.iter().enumerate() {
                 let sub = first_sub + i as u64;
                 kv_table
@@ -484,7 +500,7 @@ impl TxnWrite<'_> {
                     .ctx("writing tombstone")?;
                 revs.insert(
                     (main as u64, sub),
-                    encode_rev_value(true, &kv.key).as_slice(),
+                    encode_rev_value(true, &kv.key, &[]).as_slice(),
                 )
                 .ctx("writing rev row")?;
             }

@@ -515,7 +515,13 @@ fn run(ops: Vec<Op>, budget: Option<usize>) -> Result<(), TestCaseError> {
                                             kv: m.get(&k, main),
                                             prev_kv: None,
                                         });
-                                        prop_assert_eq!(tx.put(&k, &v, l).unwrap(), prev);
+                                        prop_assert_eq!(
+                                            tx.put(&k, &v, l).unwrap(),
+                                            prev.map(|p| KeyValue {
+                                                value: Vec::new(),
+                                                ..p
+                                            })
+                                        );
                                     }
                                     TxnOp::Delete(k, e) => {
                                         let live = m.live(&k, &e, main);
@@ -532,7 +538,20 @@ fn run(ops: Vec<Op>, budget: Option<usize>) -> Result<(), TestCaseError> {
                                                 prev_kv: None,
                                             });
                                         }
-                                        prop_assert_eq!(tx.delete_range(&k, &e).unwrap(), live);
+                                        let with_values = sub % 2 == 0;
+                                        let got = tx.delete_range(&k, &e, with_values).unwrap();
+                                        if with_values {
+                                            prop_assert_eq!(got, live);
+                                        } else {
+                                            let no_values: Vec<KeyValue> = live
+                                                .into_iter()
+                                                .map(|kv| KeyValue {
+                                                    value: Vec::new(),
+                                                    ..kv
+                                                })
+                                                .collect();
+                                            prop_assert_eq!(got, no_values);
+                                        }
                                     }
                                     TxnOp::Range(spec) => {
                                         let cur = if sub > 0 { main } else { m.rev };

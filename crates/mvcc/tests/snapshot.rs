@@ -31,7 +31,7 @@ fn restore_replaces_everything_and_survives_reopen() {
     }
     {
         let mut t = b.txn();
-        t.delete_range(b"k10", b"k20").unwrap();
+        t.delete_range(b"k10", b"k20", false).unwrap();
         t.end();
     }
     b.compact(5).unwrap();

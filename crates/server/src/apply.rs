@@ -167,7 +167,7 @@ impl Applier {
                 let mut view = WriteView::new(batch, &self.shared.lessor);
                 let mut result = Ok(());
                 for k in &keys {
-                    if let Err(e) = view.delete_range(k, &[]) {
+                    if let Err(e) = view.delete_range(k, &[], false) {
                         result = Err(e);
                         break;
                     }
@@ -484,8 +484,13 @@ impl KvView for WriteView<'_> {
             .reattach(key, prev.as_ref().map_or(0, |kv| kv.lease), lease);
         Ok(prev)
     }
-    fn delete_range(&mut self, key: &[u8], end: &[u8]) -> Result<Vec<KeyValue>, ServerError> {
-        let deleted = self.txn.delete_range(key, end)?;
+    fn delete_range(
+        &mut self,
+        key: &[u8],
+        end: &[u8],
+        with_values: bool,
+    ) -> Result<Vec<KeyValue>, ServerError> {
+        let deleted = self.txn.delete_range(key, end, with_values)?;
         self.wrote |= !deleted.is_empty();
         for kv in &deleted {
             self.lessor.reattach(&kv.key, kv.lease, 0);
@@ -513,7 +518,7 @@ impl KvView for ReadView {
     fn put(&mut self, _: &[u8], _: &[u8], _: i64) -> Result<Option<KeyValue>, ServerError> {
         Err(ServerError::Internal("write in a read-only view".into()))
     }
-    fn delete_range(&mut self, _: &[u8], _: &[u8]) -> Result<Vec<KeyValue>, ServerError> {
+    fn delete_range(&mut self, _: &[u8], _: &[u8], _: bool) -> Result<Vec<KeyValue>, ServerError> {
         Err(ServerError::Internal("write in a read-only view".into()))
     }
     fn lease_exists(&self, _id: i64) -> bool {

@@ -26,7 +26,13 @@ pub(crate) trait KvView {
         value: &[u8],
         lease: i64,
     ) -> Result<Option<KeyValue>, ServerError>;
-    fn delete_range(&mut self, key: &[u8], end: &[u8]) -> Result<Vec<KeyValue>, ServerError>;
+    /// Deletes [key, end); the deleted KeyValues carry their values only if `with_values`.
+    fn delete_range(
+        &mut self,
+        key: &[u8],
+        end: &[u8],
+        with_values: bool,
+    ) -> Result<Vec<KeyValue>, ServerError>;
     fn lease_exists(&self, id: i64) -> bool;
 }
 
@@ -403,7 +409,7 @@ pub(crate) fn apply_delete(
     d: &DeleteRangeRequest,
     begin: i64,
 ) -> Result<DeleteRangeResponse, ServerError> {
-    let deleted = view.delete_range(&d.key, &d.range_end)?;
+    let deleted = view.delete_range(&d.key, &d.range_end, d.prev_kv)?;
     Ok(DeleteRangeResponse {
         header: Some(ResponseHeader {
             revision: view.revision().max(begin),

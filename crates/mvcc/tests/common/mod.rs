@@ -47,7 +47,9 @@ impl TestStore {
     pub fn delete(&self, key: &str, end: &str) -> Vec<KeyValue> {
         let mut b = self.store.begin_batch().unwrap();
         let mut t = b.txn();
-        let d = t.delete_range(key.as_bytes(), end.as_bytes()).unwrap();
+        let d = t
+            .delete_range(key.as_bytes(), end.as_bytes(), true)
+            .unwrap();
         t.end();
         b.commit(true).unwrap();
         d

@@ -46,7 +46,7 @@ impl Env {
                         t.put(k.as_bytes(), v.as_bytes(), 0).unwrap();
                     }
                     None => {
-                        t.delete_range(k.as_bytes(), &[]).unwrap();
+                        t.delete_range(k.as_bytes(), &[], false).unwrap();
                     }
                 }
             }
