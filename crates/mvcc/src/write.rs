@@ -104,7 +104,7 @@ impl WriteBatch {
     ///
     /// The physical removal is bounded per batch, like etcd's background compaction, so that a
     /// large compaction cannot stall the apply loop: [`WriteBatch::commit`] removes up to about
-    /// 10 000 rows, and later batches carry on from a cursor persisted with them (it survives
+    /// 2,000 rows, and later batches carry on from a cursor persisted with them (it survives
     /// restarts). [`crate::Store::compaction_pending`] says whether work is left. Nothing a
     /// reader can observe depends on that progress.
     pub fn compact(&mut self, rev: i64) -> Result<()> {
@@ -136,6 +136,7 @@ impl WriteBatch {
             return Ok(());
         }
         let c = end.0;
+        let started = std::time::Instant::now();
         let mut kv = self.wtx.open_table(KV).ctx("opening kv table")?;
         let mut revs = self.wtx.open_table(REV).ctx("opening rev table")?;
 
@@ -151,12 +152,18 @@ impl WriteBatch {
         }
         let scanned_to_end = entries.len() < budget;
 
-        let mut work = entries.len();
+        // Work = rev entries looked at + rows removed; the step stops once it reaches the budget.
+        let mut work = 0usize;
         let mut done: HashSet<Vec<u8>> = HashSet::new();
         let mut cursor = self.compact_cursor;
         let mut interrupted = false;
         let mut removed = 0usize;
         for (at, key) in entries {
+            if work >= budget {
+                interrupted = true;
+                break;
+            }
+            work += 1;
             if !done.contains(&key) {
                 let allowance = budget.saturating_sub(work).max(1);
                 let (n, finished) = compact_key(&mut kv, &mut revs, &key, c, allowance)?;
@@ -180,6 +187,7 @@ impl WriteBatch {
             keys = done.len(),
             removed,
             finished = cursor == end,
+            took_ms = started.elapsed().as_millis() as u64,
             "physical compaction step"
         );
         self.compact_cursor = cursor;

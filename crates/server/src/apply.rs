@@ -360,10 +360,13 @@ impl StateMachine for Applier {
 
     fn on_tick(&mut self) {
         // Physical compaction proceeds a bounded step per commit; an idle
-        // member commits empty batches so it still finishes.
-        if self.store().compaction_pending() {
+        // member commits empty batches so it still finishes, for up to 25 ms
+        // of each tick (it is the apply thread's time).
+        let until = Instant::now() + Duration::from_millis(25);
+        while self.store().compaction_pending() && Instant::now() < until {
             if let Err(e) = self.store().begin_batch().and_then(|b| b.commit(false)) {
                 tracing::warn!(error = %e, "compaction step failed");
+                break;
             }
         }
     }
