@@ -612,6 +612,15 @@ pub fn replay(
             .collect();
         let mut full = vec![format!("--endpoints={}", m.endpoint)];
         if !args.iter().any(|a| a.starts_with("--endpoints")) {
+            // A membership change waits for a Raft commit and apply; on a
+            // busy CI machine that has exceeded the 5 s default (seen as
+            // "context deadline exceeded" against etcd itself). Both tools
+            // get the same longer timeout, so the comparison is unchanged.
+            if args.iter().any(|a| a == "member")
+                && !args.iter().any(|a| a.starts_with("--command-timeout"))
+            {
+                full.push("--command-timeout=20s".into());
+            }
             full.extend(args.iter().cloned());
         } else {
             full = args.clone();
