@@ -223,6 +223,7 @@ impl Store {
         };
         wtx.commit().ctx("committing snapshot restore")?;
         self.inner.set_state(state);
+        self.inner.refresh_file_size();
         self.inner.invalidate_in_use();
         tracing::info!(
             revision = state.current_rev,

@@ -2,7 +2,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -67,6 +67,10 @@ pub(crate) struct Inner {
     /// the cached value meanwhile.
     computing_in_use: Mutex<()>,
     pub(crate) compaction_budget: AtomicUsize,
+    /// The file's size as of the last commit. Every put checks the space quota against it, so
+    /// it is kept here instead of asking the file system each time (a `statx` per put was 2-3 %
+    /// of a leader's CPU under a put load).
+    file_size: AtomicU64,
 }
 
 /// What the last commit left behind, as seen by `Store`'s accessors.
@@ -103,6 +107,13 @@ impl Inner {
 
     pub(crate) fn invalidate_in_use(&self) {
         *lock(&self.in_use) = None;
+    }
+
+    /// Re-reads the file's size; called after every commit (the only time redb's file grows or
+    /// shrinks).
+    pub(crate) fn refresh_file_size(&self) {
+        let len = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        self.file_size.store(len, Ordering::Relaxed);
     }
 }
 
@@ -213,7 +224,7 @@ impl Store {
             consistent_index = state.consistent_index.0,
             "opened mvcc store"
         );
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(Inner {
                 db,
                 path: path.to_path_buf(),
@@ -221,8 +232,11 @@ impl Store {
                 in_use: Mutex::new(None),
                 computing_in_use: Mutex::new(()),
                 compaction_budget: AtomicUsize::new(DEFAULT_COMPACTION_BUDGET),
+                file_size: AtomicU64::new(0),
             }),
-        })
+        };
+        store.inner.refresh_file_size();
+        Ok(store)
     }
 
     /// A consistent snapshot of the last committed batch. It never blocks the writer, and sees
@@ -283,11 +297,9 @@ impl Store {
         self.read()?.get_meta(key)
     }
 
-    /// The database file's size in bytes (0 if it cannot be stat'ed).
+    /// The database file's size in bytes as of the last commit (0 if it cannot be stat'ed).
     pub fn db_size(&self) -> u64 {
-        std::fs::metadata(&self.inner.path)
-            .map(|m| m.len())
-            .unwrap_or(0)
+        self.inner.file_size.load(Ordering::Relaxed)
     }
 
     /// An estimate of the bytes of the file holding live data: the pages of rustcd's tables in

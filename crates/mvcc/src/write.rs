@@ -272,6 +272,7 @@ impl WriteBatch {
         .ctx("setting commit durability")?;
         wtx.commit().ctx("committing write batch")?;
         inner.set_state(state);
+        inner.refresh_file_size();
         if state.compact_cursor != base.compact_cursor && !state.compaction_pending() {
             // A compaction just finished: the size estimate is worth recomputing.
             inner.invalidate_in_use();
