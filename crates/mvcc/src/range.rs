@@ -244,8 +244,9 @@ where
     let fetch = usize::try_from(fetch).unwrap_or(0);
 
     let mut count: i64 = 0;
-    // Each key's sub revision rides in `value` (as 8 bytes) until the values are read.
-    let mut kvs: Vec<KeyValue> = Vec::new();
+    // Each key with its put's sub revision, which locates its value in the `rev` table; values
+    // are read only for the keys returned.
+    let mut kvs: Vec<(KeyValue, u64)> = Vec::new();
     visit_live(
         table,
         &req.key,
@@ -254,17 +255,14 @@ where
         |key, sub, row| {
             count += 1;
             if !req.count_only && (fetch == 0 || kvs.len() < fetch) {
-                let mut kv = decode_put(key, row)?;
-                kv.value = sub.to_be_bytes().to_vec();
-                kvs.push(kv);
+                kvs.push((decode_put(key, row)?, sub));
             }
             Ok(true)
         },
     )?;
-    let fill = |kvs: &mut [KeyValue]| -> Result<()> {
-        for kv in kvs {
-            let sub = u64::from_be_bytes(kv.value.as_slice().try_into().expect("8 bytes"));
-            kv.value = put_value(revs, kv.mod_revision as u64, sub)?;
+    let fill = |kvs: &mut [(KeyValue, u64)]| -> Result<()> {
+        for (kv, sub) in kvs {
+            kv.value = put_value(revs, kv.mod_revision as u64, *sub)?;
         }
         Ok(())
     };
@@ -276,16 +274,16 @@ where
     }
 
     if req.max_mod_revision != 0 {
-        kvs.retain(|kv| kv.mod_revision <= req.max_mod_revision);
+        kvs.retain(|(kv, _)| kv.mod_revision <= req.max_mod_revision);
     }
     if req.min_mod_revision != 0 {
-        kvs.retain(|kv| kv.mod_revision >= req.min_mod_revision);
+        kvs.retain(|(kv, _)| kv.mod_revision >= req.min_mod_revision);
     }
     if req.max_create_revision != 0 {
-        kvs.retain(|kv| kv.create_revision <= req.max_create_revision);
+        kvs.retain(|(kv, _)| kv.create_revision <= req.max_create_revision);
     }
     if req.min_create_revision != 0 {
-        kvs.retain(|kv| kv.create_revision >= req.min_create_revision);
+        kvs.retain(|(kv, _)| kv.create_revision >= req.min_create_revision);
     }
 
     sort_kvs(&mut kvs, req.sort_order, req.sort_target);
@@ -296,7 +294,7 @@ where
         more = true;
     }
     if req.keys_only {
-        for kv in &mut kvs {
+        for (kv, _) in &mut kvs {
             kv.value = Vec::new();
         }
     } else if !values_filled {
@@ -304,7 +302,7 @@ where
     }
     Ok(RangeResponse {
         header: None,
-        kvs,
+        kvs: kvs.into_iter().map(|(kv, _)| kv).collect(),
         more,
         count,
     })
@@ -314,7 +312,8 @@ where
 /// with order NONE sorts ascending. The sort is stable, so equal elements stay in key order (what
 /// etcd's Go sort does for small result sets; for large ones Go leaves ties unspecified).
 /// Unknown enum values (which the gRPC layer rejects) leave the key order unchanged.
-pub(crate) fn sort_kvs(kvs: &mut [KeyValue], sort_order: i32, sort_target: i32) {
+/// `kvs` pairs each KeyValue with anything the caller needs to carry along (its sub revision).
+pub(crate) fn sort_kvs<T>(kvs: &mut [(KeyValue, T)], sort_order: i32, sort_target: i32) {
     let mut order = sort_order;
     if sort_target != SortTarget::Key as i32 && order == SortOrder::None as i32 {
         order = SortOrder::Ascend as i32;
@@ -334,7 +333,7 @@ pub(crate) fn sort_kvs(kvs: &mut [KeyValue], sort_order: i32, sort_target: i32) 
     };
     match order {
         SortOrder::None => {}
-        SortOrder::Ascend => kvs.sort_by(cmp),
-        SortOrder::Descend => kvs.sort_by(|a, b| cmp(b, a)),
+        SortOrder::Ascend => kvs.sort_by(|a, b| cmp(&a.0, &b.0)),
+        SortOrder::Descend => kvs.sort_by(|a, b| cmp(&b.0, &a.0)),
     }
 }
