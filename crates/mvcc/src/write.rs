@@ -104,7 +104,7 @@ impl WriteBatch {
     ///
     /// The physical removal is bounded per batch, like etcd's background compaction, so that a
     /// large compaction cannot stall the apply loop: [`WriteBatch::commit`] removes up to about
-    /// 2,000 rows, and later batches carry on from a cursor persisted with them (it survives
+    /// 2,000 rows (or about 8 MB of large values), and later batches carry on from a cursor persisted with them (it survives
     /// restarts). [`crate::Store::compaction_pending`] says whether work is left. Nothing a
     /// reader can observe depends on that progress.
     pub fn compact(&mut self, rev: i64) -> Result<()> {
@@ -140,34 +140,43 @@ impl WriteBatch {
         let mut kv = self.wtx.open_table(KV).ctx("opening kv table")?;
         let mut revs = self.wtx.open_table(REV).ctx("opening rev table")?;
 
-        let mut entries: Vec<((u64, u64), Vec<u8>)> = Vec::new();
+        // Work = rev rows looked at + rows removed, each weighted by the pages it spans
+        // (`row_work`): a row is read whole to learn its key, so with 100 KiB values an
+        // unweighted budget of 2,000 rows read 200 MB per step and stalled the apply thread
+        // for ~300 ms. The step stops once the work reaches the budget.
+        let mut entries: Vec<((u64, u64), Vec<u8>, usize)> = Vec::new();
+        let mut scanned_to_end = true;
+        let mut scan_work = 0usize;
         for row in revs
             .range::<(u64, u64)>((Bound::Excluded(self.compact_cursor), Bound::Included(end)))
             .ctx("reading rev table")?
-            .take(budget)
         {
+            if scan_work >= budget {
+                scanned_to_end = false;
+                break;
+            }
             let (k, v) = row.ctx("reading rev table")?;
+            let w = row_work(v.value().len());
+            scan_work += w;
             let key = decode_rev_value(v.value())?.key;
-            entries.push((k.value(), key.to_vec()));
+            entries.push((k.value(), key.to_vec(), w));
         }
-        let scanned_to_end = entries.len() < budget;
 
-        // Work = rev entries looked at + rows removed; the step stops once it reaches the budget.
         let mut work = 0usize;
         let mut done: HashSet<Vec<u8>> = HashSet::new();
         let mut cursor = self.compact_cursor;
         let mut interrupted = false;
         let mut removed = 0usize;
-        for (at, key) in entries {
+        for (at, key, w) in entries {
             if work >= budget {
                 interrupted = true;
                 break;
             }
-            work += 1;
+            work += w;
             if !done.contains(&key) {
                 let allowance = budget.saturating_sub(work).max(1);
-                let (n, finished) = compact_key(&mut kv, &mut revs, &key, c, allowance)?;
-                work += n;
+                let (n, n_work, finished) = compact_key(&mut kv, &mut revs, &key, c, allowance)?;
+                work += n_work;
                 removed += n;
                 if !finished {
                     interrupted = true;
@@ -331,17 +340,23 @@ fn commit_meta(wtx: &WriteTransaction, base: &Committed, new: &Committed) -> Res
     Ok(())
 }
 
-/// Removes up to about `allowance` rows of `key` at or below revision `c` that compaction drops:
-/// all but the newest, oldest first, then the newest too if it is a tombstone (only once all
-/// older rows are gone, so an interrupted key still reads the same). Returns how many rows were
-/// removed and whether the key is finished.
+/// Compaction work units for a `rev` row of `len` bytes: 1, plus one per 4 KiB page it spans.
+fn row_work(len: usize) -> usize {
+    1 + len / 4096
+}
+
+/// Removes the rows of `key` at or below revision `c` that compaction drops, until their work
+/// (see [`row_work`]) reaches about `allowance`: all but the newest, oldest first, then the
+/// newest too if it is a tombstone (only once all older rows are gone, so an interrupted key
+/// still reads the same). Returns how many rows were removed, their work, and whether the key
+/// is finished.
 fn compact_key(
     kv: &mut Table<'_, KvKey, KvValue>,
     revs: &mut Table<'_, (u64, u64), &'static [u8]>,
     key: &[u8],
     c: u64,
     allowance: usize,
-) -> Result<(usize, bool)> {
+) -> Result<(usize, usize, bool)> {
     let mut doomed: Vec<(u64, u64)> = Vec::new();
     let mut finished = true;
     {
@@ -349,7 +364,7 @@ fn compact_key(
             .range::<(&[u8], u64, u64)>((key, 0, 0)..=(key, c, u64::MAX))
             .ctx("reading kv table")?;
         let Some(newest) = rows.next_back() else {
-            return Ok((0, true));
+            return Ok((0, 0, true));
         };
         let (k, v) = newest.ctx("reading kv table")?;
         let (_, newest_main, newest_sub) = k.value();
@@ -368,12 +383,20 @@ fn compact_key(
             doomed.push((newest_main, newest_sub));
         }
     }
+    let mut work = 0usize;
+    let mut removed = 0usize;
     for &(main, sub) in &doomed {
+        if work >= allowance {
+            finished = false;
+            break;
+        }
         kv.remove((key, main, sub))
             .ctx("removing compacted kv row")?;
-        revs.remove((main, sub)).ctx("removing compacted rev row")?;
+        let old = revs.remove((main, sub)).ctx("removing compacted rev row")?;
+        work += row_work(old.map_or(0, |v| v.value().len()));
+        removed += 1;
     }
-    Ok((doomed.len(), finished))
+    Ok((removed, work, finished))
 }
 
 /// One etcd write txn inside a [`WriteBatch`] (see [`WriteBatch::txn`]).

@@ -938,6 +938,37 @@ fn handles_are_thread_safe() {
 }
 
 #[test]
+fn compaction_steps_weigh_large_values_by_size() {
+    // A step's budget counts 4 KiB pages, not rows: with 40 KiB values (11 units a row) a
+    // budget of 100 looks at and removes a handful of rows, where 100 small rows would fit.
+    let t = TestStore::new();
+    let big = "x".repeat(40 * 1024);
+    for i in 0..20 {
+        t.put(&format!("k{i}"), &big); // revisions 2..=21
+        t.put(&format!("k{i}"), "small"); // revisions 22.. interleaved
+    }
+    let rows = |t: &TestStore| t.store.read().unwrap().row_counts().unwrap().kv;
+    assert_eq!(rows(&t), 40);
+    t.store.set_compaction_budget(100);
+    let rev = t.store.current_revision();
+    t.compact(rev).unwrap();
+    let removed = 40 - rows(&t);
+    assert!(
+        (1..=9).contains(&removed),
+        "a 100-unit step removed {removed} rows of 40 KiB"
+    );
+    assert!(t.store.compaction_pending());
+    let mut batches = 1;
+    while t.store.compaction_pending() {
+        t.batch().commit(false).unwrap();
+        batches += 1;
+        assert!(batches < 100);
+    }
+    assert_eq!(rows(&t), 20);
+    assert_eq!(t.get("k3").map(|kv| kv.value), Some(b"small".to_vec()));
+}
+
+#[test]
 fn compaction_is_spread_over_batches() {
     let t = TestStore::new();
     t.store.set_compaction_budget(2);
