@@ -109,9 +109,18 @@ impl Kv for KvService {
         request: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
         let r = request.into_inner();
+        let physical = r.physical;
         self.core.reject_learner()?;
         match self.core.propose(Internal::Compaction(r)).await? {
             Applied::Compaction(mut resp) => {
+                if physical {
+                    // As etcd: answer once this member has physically removed
+                    // the compacted revisions (the apply thread does it in
+                    // bounded steps; the client's deadline bounds the wait).
+                    while self.core.store().compaction_pending() {
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                }
                 self.core.fill_header(&mut resp.header);
                 Ok(Response::new(resp))
             }
