@@ -92,13 +92,21 @@ fn run(mut sm: Box<dyn StateMachine>, rx: mpsc::Receiver<Task>, inbox: Inbox, ti
     let mut next_tick = Instant::now() + tick;
     // A task taken while merging batches, handled next.
     let mut held: Option<Task> = None;
+    // The state machine has upkeep left (a physical compaction): an idle
+    // thread carries on with it between tasks instead of once per tick.
+    let mut upkeep = false;
     loop {
+        let wait = if upkeep {
+            Duration::ZERO
+        } else {
+            next_tick.saturating_duration_since(Instant::now())
+        };
         let task = match held.take() {
             Some(t) => t,
-            None => match rx.recv_timeout(next_tick.saturating_duration_since(Instant::now())) {
+            None => match rx.recv_timeout(wait) {
                 Ok(t) => t,
                 Err(RecvTimeoutError::Timeout) => {
-                    sm.on_tick();
+                    upkeep = sm.on_tick();
                     next_tick = Instant::now() + tick;
                     continue;
                 }
@@ -150,7 +158,7 @@ fn run(mut sm: Box<dyn StateMachine>, rx: mpsc::Receiver<Task>, inbox: Inbox, ti
             return;
         }
         if Instant::now() >= next_tick {
-            sm.on_tick();
+            upkeep = sm.on_tick();
             next_tick = Instant::now() + tick;
         }
     }

@@ -88,8 +88,12 @@ pub trait StateMachine: Send + 'static {
     fn flush(&mut self) -> Result<u64, String>;
     /// Replaces the whole state with a snapshot from the leader (durably).
     fn restore(&mut self, snapshot: &Snapshot) -> Result<(), String>;
-    /// Called about once per tick, for background upkeep on the apply thread.
-    fn on_tick(&mut self) {}
+    /// Called about once per tick, for background upkeep on the apply thread;
+    /// each call should return within a few tens of milliseconds. Returning
+    /// true asks for another call as soon as no task is waiting.
+    fn on_tick(&mut self) -> bool {
+        false
+    }
 }
 
 /// Produces a full snapshot (data plus index, term and conf state) of the
