@@ -164,7 +164,19 @@ ETCD_VERSION=$("$ETCD" --version | head -1)
 RUSTCD_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [[ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null | head -1)" ]]; then RUSTCD_REV+=" (with uncommitted changes)"; fi
 
-# One bench run: server name rep args... -> $WORK/results/<server>/<name>.<rep>.json
+# CPU time (user + system, in clock ticks) used so far by a cluster's 3 members.
+CLK_TCK=$(getconf CLK_TCK)
+cluster_cpu_ticks() {
+  local s=$1 i t=0 f
+  for i in 0 1 2; do
+    read -r -a f <"/proc/${PID[$s:$i]}/stat" 2>/dev/null || continue
+    t=$((t + f[13] + f[14]))
+  done
+  echo "$t"
+}
+
+# One bench run: server name rep args... -> $WORK/results/<server>/<name>.<rep>.json,
+# and in <name>.<rep>.cpu the CPU seconds the 3 members and the bench used during it.
 FAILURES=0
 run_bench() {
   local s=$1 name=$2 rep=$3
@@ -173,12 +185,18 @@ run_bench() {
   local out="$WORK/results/$s/$name.$rep.json" err="$WORK/results/$s/$name.$rep.err"
   local t0=$SECONDS
   cut -d' ' -f1-3 /proc/loadavg >>"$WORK/loadavg.txt"
-  if ! timeout 300 "$BENCH" --endpoints="$(endpoints "$s")" --output=json --request-timeout=30s "$@" >"$out" 2>"$err"; then
+  local cpu0
+  cpu0=$(cluster_cpu_ticks "$s")
+  # bash's `time` reports the CPU of the bench process (through timeout) as "user sys".
+  local TIMEFORMAT='%U %S'
+  if ! { time timeout 300 "$BENCH" --endpoints="$(endpoints "$s")" --output=json --request-timeout=30s "$@" >"$out" 2>"$err"; } 2>"$WORK/results/$s/$name.$rep.benchcpu"; then
     FAILURES=$((FAILURES + 1))
     log "FAILED: $s $name rep $rep (exit status; see $err): $(tail -3 "$err" | tr '\n' ' ')"
     echo "{\"failed\":true}" >"$out"
     return 0
   fi
+  { echo "$(($(cluster_cpu_ticks "$s") - cpu0)) $CLK_TCK" | awk '{ printf "%.3f", $1 / $2 }'
+    awk '{ printf " %.3f\n", $1 + $2 }' "$WORK/results/$s/$name.$rep.benchcpu"; } >"$WORK/results/$s/$name.$rep.cpu"
   log "$(printf '%-7s %-18s rep %-5s %s (%ds)' "$s" "$name" "$rep" "$(python3 -c '
 import json,sys
 d=json.load(open(sys.argv[1]))

@@ -94,6 +94,21 @@ DESCR = {
 # What one counted result is, for the throughput row.
 UNIT = {"watch-fanout": "events/s", "watch-latency": "events/s", "lease-keepalive": "keepalives/s"}
 WITH_P50 = {"watch-fanout", "watch-latency", "lease-keepalive"}
+# Workloads whose requests are comparable one to one, for the CPU-per-request rows (the watch
+# workloads count events, most of them produced by one put).
+WITH_CPU = {n for n in DESCR if not n.startswith("watch")}
+
+
+def cpu_per_1k(path, requests):
+    """(members, bench) CPU milliseconds per 1,000 requests of one run, from its .cpu file."""
+    try:
+        with open(path) as f:
+            server, bench = (float(x) for x in f.read().split())
+    except (OSError, ValueError):
+        return None, None
+    if not requests:
+        return None, None
+    return server * 1e6 / requests, bench * 1e6 / requests
 
 rows = []
 notes = []
@@ -115,6 +130,13 @@ for name, args in workloads:
             "kinds": sorted({d["error_kinds"] for d in ok if d.get("error_kinds")}),
             "all_rps": [d["requests_per_sec"] for d in ok],
         }
+        cpus = [
+            cpu_per_1k(f"{work}/results/{s}/{name}.{r}.cpu", d.get("requests"))
+            for r, d in enumerate(runs, start=1)
+            if not d.get("failed")
+        ]
+        per[s]["cpu"] = med([c[0] for c in cpus if c[0] is not None])
+        per[s]["bench_cpu"] = med([c[1] for c in cpus if c[1] is not None])
         if per[s]["failed"]:
             notes.append(f"{s} `{name}`: {per[s]['failed']} of {reps} runs failed (no result); see the run's .err file.")
         short = [d for d in ok if "total_requested" in d and d["requests"] + d["errors"] < d["total_requested"]]
@@ -165,6 +187,9 @@ for name, args in workloads:
     if name in WITH_P50:
         rows.append(f"| | p50 latency | {fmt(e['p50'], 'ms')} | {fmt(r['p50'], 'ms')} | {ratio(e['p50'], r['p50'])} |")
     rows.append(f"| | p99 latency | {fmt(e['p99'], 'ms')} | {fmt(r['p99'], 'ms')} | {ratio(e['p99'], r['p99'])} |")
+    if name in WITH_CPU and e["cpu"] is not None and r["cpu"] is not None:
+        rows.append(f"| | CPU per 1,000 requests: 3 members (load generator) | {e['cpu']:,.0f} ms ({e['bench_cpu']:,.0f} ms) "
+                    f"| {r['cpu']:,.0f} ms ({r['bench_cpu']:,.0f} ms) | {ratio(e['cpu'], r['cpu'])} |")
     if name == "lease-keepalive" and e.get("leases") and r.get("leases"):
         rows.append(f"| | leases kept alive / granted (fewest over the runs) | {e['leases'][1]:,} / {e['leases'][0]:,} "
                     f"| {r['leases'][1]:,} / {r['leases'][0]:,} | |")
@@ -403,7 +428,10 @@ o.append(
 )
 o.append("")
 o.append("## Results\n")
-o.append("Ratio = rustcd / etcd: above 1 is better for rustcd in req/s, worse in latency, memory and time.\n")
+o.append("Ratio = rustcd / etcd: above 1 is better for rustcd in req/s, worse in latency, CPU, memory and time. "
+         "CPU per 1,000 requests is the user + system time the 3 members used during a run (from /proc) divided by its "
+         "requests, in brackets the load generator's own; on 2 shared cores their sum bounds the throughput "
+         "(2,000 ms of CPU per second).\n")
 o.append("| workload | metric | etcd 3.5.1 | rustcd | ratio |")
 o.append("|---|---|---:|---:|---:|")
 o.extend(rows)
