@@ -24,9 +24,9 @@ use crate::schema::{
 use crate::write::WriteBatch;
 
 /// Default bound on the physical compaction work of one write batch, in rows looked at or
-/// removed (see [`crate::WriteBatch::compact`]): about 15 ms of work in a release build, so a
-/// compaction adds little to the latency of the requests applied in the same batch (etcd
-/// likewise compacts 1,000 keys at a time).
+/// removed, each weighted by its size in 4 KiB pages (see [`crate::WriteBatch::compact`]): about
+/// 15 ms of work in a release build, so a compaction adds little to the latency of the requests
+/// applied in the same batch (etcd likewise compacts 1,000 keys at a time).
 pub(crate) const DEFAULT_COMPACTION_BUDGET: usize = 2_000;
 
 /// redb's in-process page cache (half of it at most holds pages written by non-durable
@@ -278,7 +278,8 @@ impl Store {
         self.inner.state().compaction_pending()
     }
 
-    /// Sets how many rows of physical compaction work one batch may do (default 2,000).
+    /// Sets how much physical compaction work one batch may do, in rows weighted by their size
+    /// in 4 KiB pages (default 2,000).
     /// For tests and tuning; 0 is treated as 1.
     #[doc(hidden)]
     pub fn set_compaction_budget(&self, rows: usize) {

@@ -104,8 +104,8 @@ impl WriteBatch {
     ///
     /// The physical removal is bounded per batch, like etcd's background compaction, so that a
     /// large compaction cannot stall the apply loop: [`WriteBatch::commit`] removes up to about
-    /// 2,000 rows (or about 8 MB of large values), and later batches carry on from a cursor persisted with them (it survives
-    /// restarts). [`crate::Store::compaction_pending`] says whether work is left. Nothing a
+    /// 2,000 rows (fewer of large values: about 8 MB), and later batches carry on from a cursor
+    /// persisted with them (it survives restarts). [`crate::Store::compaction_pending`] says whether work is left. Nothing a
     /// reader can observe depends on that progress.
     pub fn compact(&mut self, rev: i64) -> Result<()> {
         self.check_poisoned()?;

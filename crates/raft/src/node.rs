@@ -513,9 +513,10 @@ impl ReadyLoop {
                 let ctx = self.next_read_ctx;
                 self.next_read_ctx += 1;
                 self.raw.read_index(ctx.to_be_bytes().to_vec());
-                self.last_read_round = (Instant::now(), self.read_batch.len());
+                let started = Instant::now();
+                self.last_read_round = (started, self.read_batch.len());
                 self.pending_reads
-                    .insert(ctx, (Instant::now(), std::mem::take(&mut self.read_batch)));
+                    .insert(ctx, (started, std::mem::take(&mut self.read_batch)));
             }
             if self.pending_reads.len() > 64 {
                 // Rounds whose answer was lost: their callers have retried.
